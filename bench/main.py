@@ -1,0 +1,138 @@
+"""Every benchmark of issue 9 in one run, printed as figures; nothing is asserted.
+
+    bench/run [SECTION ...]     sections: pipeline peers accept sla memory (default: all),
+                                and profile (a cProfile'd one-worker run of 300 mails)
+
+Environment knobs (defaults in brackets):
+  BENCH_N [1000]                corpus size for the pipeline and the peers
+  BENCH_PIPELINE_SECONDS [45]   time limit per pipeline run (rate over what finished)
+  BENCH_RSS_MAILS [10000]       queued mails for the worker RSS figure
+  BENCH_RSS_SECONDS [30]        time limit for draining them
+  BENCH_SLA_MAX [1000000]       largest ticket count for the SLA scan
+  BENCH_PEERS [1]               0 skips ../shared/bench/peers.sh
+  MAILTICKET_PG_URL             admin URL of the PostgreSQL server (a database is
+                                created and dropped for each measurement)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import accept
+import common
+import memory
+import peers
+import sla_scan
+import throughput
+from common import Results, corpus_dir, database, load_corpus, sender_domains
+
+SECTIONS = ("pipeline", "peers", "accept", "sla", "memory", "profile")
+DEFAULT = SECTIONS[:-1]
+
+
+def _env(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _targets(res: Results, figures: dict[str, dict[str, float]]) -> list[str]:
+    """Each issue-9 target against this run's figures."""
+    out = []
+
+    def check(label: str, value: float | None, goal: float, better: str, unit: str) -> None:
+        if value is None:
+            out.append(f"  {label}: not measured")
+            return
+        met = value >= goal if better == "higher" else value <= goal
+        gap = value / goal if goal else 0.0
+        verdict = "met" if met else f"MISSED ({value:.2f}{unit} vs {goal:g}{unit}, {gap:.2f}x)"
+        out.append(f"  {label}: {value:.2f}{unit} -> {verdict}")
+
+    pipe, peer = figures.get("pipeline", {}), figures.get("peers", {})
+    floor = peer.get(peers.FLOOR)
+    check("pipeline sqlite 1 worker / floor (>= 0.50)",
+          pipe["sqlite-1"] / floor if floor and "sqlite-1" in pipe else None, 0.5, "higher", "x")
+    if "postgresql-1" in pipe and "postgresql-2" in pipe:
+        check("postgresql 2 workers / 1 worker (> 1.00)",
+              pipe["postgresql-2"] / pipe["postgresql-1"], 1.0, "higher", "x")
+    check("smtp accept p99, sqlite, 100 clients (< 50 ms)",
+          figures.get("accept", {}).get("sqlite-100"), 50, "lower", " ms")
+    sla = figures.get("sla", {})
+    check("sla scan query, 1M tickets, sqlite (< 2000 ms)", sla.get("sqlite-1000000"), 2000,
+          "lower", " ms")
+    check("sla scan query, 1M tickets, postgresql (< 2000 ms)", sla.get("postgresql-1000000"),
+          2000, "lower", " ms")
+    check("peak rss, 25 MB attachment in flight (< 200 MB)",
+          figures.get("memory", {}).get("listener"), 200, "lower", " MB")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(DEFAULT)
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        print(__doc__)
+        print(f"unknown section(s): {', '.join(sorted(unknown))}")
+        return 2
+    n = _env("BENCH_N", 1000)
+    if os.environ.get("BENCH_PEERS", "1") == "0" and "peers" in chosen:
+        chosen.remove("peers")
+    tmp = Path(tempfile.mkdtemp(prefix="mailticket-bench-"))
+    res = Results()
+    figures: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    print(f"mailticket benchmarks: {platform.node()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}, "
+          f"sections {' '.join(chosen)}", flush=True)
+    try:
+        corpus = corpus_dir(tmp, n)
+        mails = load_corpus(corpus)
+        domains = sender_domains(mails)
+        manifest = json.loads((corpus / "manifest.json").read_text())
+        print(f"corpus: {n} mails from {common.SHARED / 'bench' / 'gen_corpus.py'}: "
+              f"{manifest['new']} new, {manifest['replies']} replies, {manifest['non_ascii']} "
+              f"non-ASCII, shapes {manifest['shapes']}, senders in {len(domains)} domains",
+              flush=True)
+        if "pipeline" in chosen:
+            print("\n(b) pipeline: spool -> tickets + outbox, worker processes", flush=True)
+            figures["pipeline"] = throughput.run(
+                res, database, tmp, mails, domains, float(_env("BENCH_PIPELINE_SECONDS", 45)))
+        if "peers" in chosen:
+            print(f"\n(e) peers: bash {common.SHARED / 'bench' / 'peers.sh'} {n}", flush=True)
+            figures["peers"] = peers.run(res, n)
+            for key in ("sqlite-1", "postgresql-2"):
+                if key in figures.get("pipeline", {}):
+                    peers.ratios(res, figures["pipeline"][key], f"mailticket {key}",
+                                 figures["peers"])
+        if "accept" in chosen:
+            print("\n(a) smtp accept into the durable spool", flush=True)
+            figures["accept"] = accept.run(res, database, tmp, corpus)
+        if "sla" in chosen:
+            print("\n(c) sla scan: indexed due-ticket query (sla.py not measured yet)", flush=True)
+            sizes = tuple(s for s in sla_scan.SIZES if s <= _env("BENCH_SLA_MAX", 1_000_000))
+            figures["sla"] = sla_scan.run(res, database, tmp, sizes)
+        if "memory" in chosen:
+            print("\n(d) peak rss (VmHWM of a child process)", flush=True)
+            figures["memory"] = memory.attachment(res, database, tmp, domains)
+            memory.queue(res, database, tmp, mails, domains, _env("BENCH_RSS_MAILS", 10_000),
+                         float(_env("BENCH_RSS_SECONDS", 30)))
+        if "profile" in chosen:
+            throughput.profile(database, tmp, mails[:300], domains)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n=== summary ({time.perf_counter() - started:.0f} s, load average now "
+          f"{os.getloadavg()[0]:.2f}) ===")
+    print(res.table())
+    print("\ntargets (issue 9):")
+    print("\n".join(_targets(res, figures)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Pure mail handling: parse, classify, compose, and our address grammar."""

@@ -1,0 +1,255 @@
+"""Domain vocabulary shared by every layer: enums and frozen dataclasses.
+
+Stages pass these typed values to each other instead of growing dicts, so a
+mistake in a field name is a type error, not a silent ``None`` at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+
+
+class Priority(enum.StrEnum):
+    """SLA priority of a ticket; each has its own response and resolution times."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    TECHNICAL = "technical"
+
+
+class Status(enum.StrEnum):
+    """Lifecycle of a ticket. ``WAITING`` means waiting on the customer (SLA paused)."""
+
+    NEW = "new"
+    OPEN = "open"
+    WAITING = "waiting"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+# Which status may follow which. Reopening a resolved or closed ticket is a
+# transition too, so a customer reply takes the same path as an engineer command.
+ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.NEW: frozenset({Status.OPEN, Status.WAITING, Status.RESOLVED, Status.CLOSED}),
+    Status.OPEN: frozenset({Status.WAITING, Status.RESOLVED, Status.CLOSED}),
+    Status.WAITING: frozenset({Status.OPEN, Status.RESOLVED, Status.CLOSED}),
+    Status.RESOLVED: frozenset({Status.OPEN, Status.CLOSED}),
+    Status.CLOSED: frozenset({Status.OPEN}),
+}
+
+
+def can_transition(old: Status, new: Status) -> bool:
+    """Whether the status table allows ``old`` → ``new``."""
+    return new in ALLOWED_TRANSITIONS[old]
+
+
+class Line(enum.StrEnum):
+    """Support line; escalation moves a ticket to the next one."""
+
+    L1 = "L1"
+    L2 = "L2"
+    L3 = "L3"
+    L4 = "L4"
+
+    def next(self) -> Line | None:
+        """The line a breach escalates to, or None at the top."""
+        order = list(Line)
+        index = order.index(self)
+        return order[index + 1] if index + 1 < len(order) else None
+
+
+class MailKind(enum.StrEnum):
+    """What ``classify`` decided an inbound mail is; only ``NORMAL`` may be answered."""
+
+    NORMAL = "normal"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    LOOP = "loop"
+    LIST_TRAFFIC = "list_traffic"
+
+
+class Direction(enum.StrEnum):
+    """Whether an article came in from outside or was sent by us."""
+
+    IN = "in"
+    OUT = "out"
+
+
+class ArticleKind(enum.StrEnum):
+    """What an article on a ticket is, for display and SLA (only ``REPLY`` counts as response)."""
+
+    CUSTOMER = "customer"
+    REPLY = "reply"
+    NOTE = "note"
+    AUTO = "auto"
+    ACK = "ack"
+    NOTICE = "notice"
+
+
+class PrincipalKind(enum.StrEnum):
+    """Who sent a mail, as far as we could prove it."""
+
+    CUSTOMER = "customer"
+    ENGINEER = "engineer"
+    UNKNOWN = "unknown"
+
+
+class Evidence(enum.StrEnum):
+    """How an engineer was authenticated; stored in the audit log."""
+
+    NONE = "none"
+    REPLY_TOKEN = "reply_token"
+    SMTP_AUTH = "smtp_auth"
+    DKIM = "dkim"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated sender of one mail."""
+
+    kind: PrincipalKind
+    address: str
+    contract_id: str | None = None
+    evidence: Evidence = Evidence.NONE
+    # Set when the From: claims to be an engineer but no evidence backs it.
+    claimed_engineer: str | None = None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A working interval within one day, minute precision, local time."""
+
+    start: time
+    end: time
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Working hours of a plan: time zone, weekly intervals, holidays and extra working days."""
+
+    id: str
+    timezone: str
+    # Index 0 = Monday, as in ``date.weekday()``; empty tuple = day off.
+    week: tuple[tuple[Interval, ...], ...]
+    holidays: frozenset[date] = frozenset()
+    # Days that are working days although the week says otherwise (moved Saturdays);
+    # they use ``extra_day_hours`` or, if empty, Monday's hours.
+    extra_working_days: frozenset[date] = frozenset()
+    extra_day_hours: tuple[Interval, ...] = ()
+    always_open: bool = False
+
+
+@dataclass(frozen=True)
+class PriorityTargets:
+    """SLA times for one priority, in business minutes of ``calendar``."""
+
+    first_response_minutes: int
+    resolution_minutes: int
+    calendar: str
+    next_response_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class SlaPlan:
+    """A set of per-priority targets sold with a contract."""
+
+    id: str
+    name: str
+    targets: dict[Priority, PriorityTargets]
+    warn_ratio: float = 0.75
+
+
+@dataclass(frozen=True)
+class Engineer:
+    """A support engineer who receives notices and works tickets by replying."""
+
+    address: str
+    name: str
+    line: Line
+    # PBKDF2/scrypt hash for SMTP AUTH on the submission listener, if any.
+    password_hash: str | None = None
+    locale: str = "ru"
+
+
+class ContractType(enum.StrEnum):
+    """What a contract sells; it picks the default SLA plan and first line, and reports show it."""
+
+    TECHNICAL_SUPPORT = "technical_support"
+    APPLICATION_SUPPORT = "application_support"
+    COMPLEX = "complex"
+
+
+@dataclass(frozen=True)
+class MonitoringSource:
+    """A customer's monitoring system whose alert mail opens and resolves tickets by itself.
+
+    ``format`` is ``zabbix``, ``alertmanager``, ``nagios`` (Nagios and Icinga) or
+    ``generic``; a generic source reads its alerts with the regexes below (named
+    groups ``host``, ``trigger`` and optionally ``severity``).
+    """
+
+    senders: tuple[str, ...]
+    format: str = "zabbix"
+    # "resolve": a recovery mail resolves the ticket; "note": it is only recorded.
+    on_recovery: str = "resolve"
+    # A problem this many minutes after its recovery reopens the same ticket (flapping).
+    flap_window_minutes: int = 60
+    # Severity word (case-insensitive) → priority value, over the built-in table.
+    severity_map: tuple[tuple[str, str], ...] = ()
+    # Customer addresses that get the engineers' replies on alert tickets.
+    contacts: tuple[str, ...] = ()
+    problem_subject: str = ""
+    recovery_subject: str = ""
+    host_pattern: str = ""
+    trigger_pattern: str = ""
+    severity_pattern: str = ""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A customer's support subscription: who may write and which SLA applies."""
+
+    id: str
+    name: str
+    sla_plan: str
+    contacts: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    locale: str = "ru"
+    dedicated_engineer: str | None = None
+    deputy_engineer: str | None = None
+    contract_type: ContractType = ContractType.TECHNICAL_SUPPORT
+    # Whether a subject keyword such as "[CRITICAL]" or "[АВАРИЯ]" sets the priority.
+    allow_subject_priority: bool = False
+    monitoring: tuple[MonitoringSource, ...] = ()
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """A ticket's public reference such as ``MT-1042``."""
+
+    prefix: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.prefix}-{self.number}"
+
+    @property
+    def tag(self) -> str:
+        """The subject tag that threads replies: ``[#MT-1042]``."""
+        return f"[#{self}]"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The SMTP envelope (or IMAP account) a spooled mail arrived with."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    peer: str = ""
+    auth_user: str | None = None
+    source: str = "smtp"
+    received_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)

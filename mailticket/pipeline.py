@@ -1,0 +1,452 @@
+"""The stage table for one spool item: parse → classify → authenticate → thread →
+apply_commands → persist → notify.
+
+Each stage takes the :class:`Work` so far and returns either a new ``Work``
+(go on) or an :class:`Outcome` (stop here, e.g. "duplicate", "bounce",
+"unknown sender"). Expected outcomes are values, not exceptions; an exception
+means a bug or an outage and is handled by the worker (retry, then quarantine).
+All stages run inside the one transaction the worker gives them, so the
+ticket, its articles and the outbox rows commit together with the spool row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailticket import (
+    alert_tickets,
+    engineer_replies,
+    feedback,
+    incident,
+    kb,
+    monitoring,
+    notify,
+    routing,
+    sla_service,
+    tickets,
+)
+from mailticket import auth as auth_mod
+from mailticket.config import Config
+from mailticket.errors import UnparseableMessage
+from mailticket.log import get as get_logger
+from mailticket.mail import classify as classify_mod
+from mailticket.mail.compose import strip_reply_prefixes
+from mailticket.mail.parse import InboundMail
+from mailticket.mail.parse import parse as parse_mail
+from mailticket.mail.quotes import strip_reply
+from mailticket.model import (
+    ArticleKind,
+    Direction,
+    Envelope,
+    MailKind,
+    PrincipalKind,
+    Priority,
+    Status,
+)
+from mailticket.store.schema import QueueState, SpoolItem, Ticket
+from mailticket.threader import thread_keys
+
+log = get_logger("pipeline")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one spool item ended: the spool row's final state and a short code for admins."""
+
+    state: str
+    code: str
+    ticket_id: int | None = None
+    detail: str = ""
+
+
+@dataclass
+class Context:
+    """What every stage may use: the transaction, config, notifier and the time."""
+
+    session: Session
+    config: Config
+    notifier: notify.Notifier
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Work:
+    """One message's progress through the stages; each stage returns a new copy."""
+
+    spool_id: int
+    source: str
+    envelope: Envelope
+    raw: bytes
+    size: int = 0
+    mail: InboundMail | None = None
+    kind: MailKind = MailKind.NORMAL
+    kind_reason: str = ""
+    auth: auth_mod.Authentication | None = None
+    ticket: Ticket | None = None
+    event: str = ""
+
+
+Stage = Callable[[Work, Context], "Work | Outcome"]
+
+
+def _mail(work: Work) -> InboundMail:
+    assert work.mail is not None, "stage ran before parse"
+    return work.mail
+
+
+def _auth(work: Work) -> auth_mod.Authentication:
+    assert work.auth is not None, "stage ran before authenticate"
+    return work.auth
+
+
+def parse(work: Work, ctx: Context) -> Work | Outcome:
+    """Raw bytes to InboundMail; unreadable mail is quarantined with a polite notice."""
+    if work.source.startswith("imap-oversize"):
+        return _too_large(work, ctx)
+    try:
+        mail = parse_mail(work.raw)
+    except UnparseableMessage as exc:
+        sender = work.envelope.mail_from
+        if sender:
+            notify.notice(
+                ctx.session,
+                ctx.notifier,
+                template="unparseable",
+                to=sender,
+                context={"subject": "", "reason": str(exc)},
+                now=ctx.now,
+            )
+        return Outcome(QueueState.QUARANTINED, "unparseable", detail=str(exc))
+    return dataclasses.replace(work, mail=mail)
+
+
+def _too_large(work: Work, ctx: Context) -> Outcome:
+    """An IMAP message over the size limit: only its headers were fetched."""
+    try:
+        mail = parse_mail(work.raw)
+        subject, sender = mail.subject, mail.from_addr
+    except UnparseableMessage:
+        subject, sender = "", work.envelope.mail_from
+    if sender:
+        limit = max(a.max_message_size for a in ctx.config.imap) if ctx.config.imap else 0
+        notify.notice(
+            ctx.session,
+            ctx.notifier,
+            template="too_large",
+            to=sender,
+            context={
+                "subject": subject,
+                "size_mb": f"{work.size / 1048576:.1f}",
+                "limit_mb": f"{limit / 1048576:.0f}",
+            },
+            now=ctx.now,
+        )
+    return Outcome(QueueState.REJECTED, "too_large", detail=subject)
+
+
+def classify(work: Work, ctx: Context) -> Work | Outcome:
+    """Bounces and our own mail coming back stop here; auto-replies go on, flagged."""
+    mail = _mail(work)
+    if (alert := monitoring.recognise(ctx.config.contracts, mail, work.envelope)) is not None:
+        return alert_tickets.handle(ctx, work, alert)  # robots' alerts never reach the classifier
+    result = classify_mod.classify(
+        mail,
+        work.envelope,
+        our_addresses=ctx.config.mail.support_addresses,
+        loop_header_value=ctx.config.daemon.instance_id,
+        message_id_domain=ctx.config.mail.message_id_domain,
+    )
+    if result.kind == MailKind.BOUNCE:
+        return engineer_replies.record_bounce(ctx, work, mail, result.reason)
+    if result.kind == MailKind.LOOP:
+        log.warning("own mail came back; dropped", extra={"spool_id": work.spool_id,
+                    "message_id": mail.message_id, "reason": result.reason})
+        return Outcome(QueueState.DONE, "loop", detail=result.reason)
+    return dataclasses.replace(work, kind=result.kind, kind_reason=result.reason)
+
+
+def authenticate(work: Work, ctx: Context) -> Work | Outcome:
+    """Who sent it, on what evidence; a bare From: proves nothing."""
+    result = auth_mod.authenticate(_mail(work), work.envelope, ctx.config, ctx.now.date())
+    return dataclasses.replace(work, auth=result)
+
+
+def thread(work: Work, ctx: Context) -> Work | Outcome:
+    """Find the ticket this mail continues, refusing threads the sender may not join."""
+    mail, who = _mail(work), _auth(work)
+    if tickets.is_known_message_id(ctx.session, mail.message_id):
+        return Outcome(QueueState.DONE, "duplicate", detail=mail.message_id or "")
+    if (rated := feedback.from_token(ctx, work)) is not None:
+        return rated  # a mail to a signed support+rate-… address rates a ticket, nothing else
+    principal = who.principal
+    if principal.kind == PrincipalKind.ENGINEER:
+        return engineer_replies.thread(ctx, work)
+    keys = thread_keys(mail, ctx.config.mail.ticket_prefix)
+    ticket = tickets.find_by_message_ids(ctx.session, keys.message_ids)
+    if ticket is None:
+        ticket = tickets.find_by_numbers(ctx.session, keys.ticket_numbers)
+    if ticket is None and keys.message_ids and _earlier_mail_in_flight(ctx, work):
+        # A reply overtook the mail it answers (two workers, or a retry): wait for
+        # it rather than open a second ticket for one conversation.
+        return Outcome(QueueState.QUEUED, "deferred", detail="waiting for earlier mail")
+    if ticket is not None and not tickets.sender_belongs(
+        ticket, principal.address, principal.contract_id
+    ):
+        log.warning(
+            "sender may not join this ticket; treated as a new request",
+            extra={"spool_id": work.spool_id, "ticket": ticket.id, "from": principal.address},
+        )
+        ticket = None
+    if who.forged:
+        return engineer_replies.refuse_forged(ctx, work, ticket)
+    if ticket is None and work.kind != MailKind.NORMAL:
+        return Outcome(QueueState.DONE, "auto_unthreaded", detail=work.kind_reason)
+    if ticket is None and principal.kind != PrincipalKind.CUSTOMER:
+        if work.kind == MailKind.NORMAL:
+            notify.notice(
+                ctx.session,
+                ctx.notifier,
+                template="unknown_sender",
+                to=principal.address,
+                context={
+                    "from_addr": principal.address,
+                    "subject": mail.subject,
+                    "support_address": ctx.notifier.support_address,
+                },
+                now=ctx.now,
+                in_reply_to=mail.message_id,
+            )
+        log.info("unknown sender", extra={"spool_id": work.spool_id, "from": principal.address})
+        return Outcome(QueueState.REJECTED, "unknown_sender", detail=principal.address)
+    return dataclasses.replace(work, ticket=ticket)
+
+
+DEFER_WINDOW = timedelta(minutes=2)
+
+
+def _earlier_mail_in_flight(ctx: Context, work: Work) -> bool:
+    """Whether older spool rows are still unprocessed (only for a short while after arrival)."""
+    received = work.envelope.received_at
+    if received is None or ctx.now - received > DEFER_WINDOW:
+        return False
+    pending = ctx.session.scalar(
+        select(SpoolItem.id)
+        .where(SpoolItem.id < work.spool_id,
+               SpoolItem.state.in_([QueueState.QUEUED, QueueState.CLAIMED]),
+               SpoolItem.created_at >= ctx.now - DEFER_WINDOW)
+        .limit(1)
+    )
+    return pending is not None
+
+
+def apply_commands(work: Work, ctx: Context) -> Work | Outcome:
+    """Engineer command lines change the ticket; customers' '#' lines stay plain text."""
+    if _auth(work).principal.kind == PrincipalKind.ENGINEER:
+        return engineer_replies.apply(ctx, work)
+    return work
+
+
+def persist(work: Work, ctx: Context) -> Work | Outcome:
+    """Store the customer's mail as a new ticket or an article on its thread."""
+    mail, principal = _mail(work), _auth(work).principal
+    if principal.kind == PrincipalKind.ENGINEER:
+        return work  # the engineer path persisted in apply_commands
+    if (rated := feedback.from_reply(ctx, work)) is not None:
+        return rated  # "5" in reply to a rating request rates; it does not reopen
+    ticket, event = work.ticket, ""
+    if ticket is None:
+        contract = ctx.config.contracts.get(principal.contract_id or "")
+        route = routing.decide(ctx.config, contract, sender=principal.address, subject=mail.subject)
+        ticket = tickets.open_ticket(
+            ctx.session,
+            subject=strip_reply_prefixes(mail.subject),
+            contract=contract,
+            requester=principal.address,
+            priority=route.priority,
+            now=ctx.now,
+            assignee=route.assignee,
+            locale=contract.locale if contract else ctx.config.mail.default_locale,
+        )
+        routing.stamp(ctx.session, ticket, route, principal.address, ctx.now)
+        tickets.audit(ctx.session, ticket.id, principal.address, "opened",
+                      {"spool_id": work.spool_id, "message_id": mail.message_id}, ctx.now)
+        event = "new"
+    elif work.kind == MailKind.NORMAL and _past_reopen_window(ctx, ticket):
+        old = ticket
+        ticket = _follow_up(ctx, old, principal.address, principal.contract_id, mail, work.spool_id)
+        event = "new"
+    elif work.kind == MailKind.NORMAL:
+        event = "reply"
+        if Status(ticket.status) in (Status.RESOLVED, Status.CLOSED):
+            tickets.change_status(ctx.session, ticket, Status.OPEN, actor=principal.address, now=ctx.now)
+            event = "reopened"
+        elif Status(ticket.status) == Status.WAITING:
+            tickets.change_status(ctx.session, ticket, Status.OPEN, actor=principal.address, now=ctx.now)
+    else:
+        event = "auto"
+    if work.kind == MailKind.NORMAL:
+        _add_colleagues(ctx, ticket, mail, principal.contract_id)
+    tickets.add_article(
+        ctx.session,
+        ticket,
+        direction=Direction.IN,
+        kind=ArticleKind.CUSTOMER if work.kind == MailKind.NORMAL else ArticleKind.AUTO,
+        from_addr=principal.address,
+        to_addrs=[*mail.to, *mail.cc],
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        message_id=mail.message_id,
+        spool_id=work.spool_id,
+        author=principal.address,
+        defects=mail.defects,
+        attachments=[(a.filename, a.content_type, a.data) for a in mail.attachments],
+        now=ctx.now,
+    )
+    if work.kind == MailKind.NORMAL and event != "new" and _asks_to_close(ctx, mail):
+        tickets.change_status(ctx.session, ticket, Status.CLOSED, actor=principal.address,
+                              now=ctx.now)
+        event = "closed"
+    return dataclasses.replace(work, ticket=ticket, event=event)
+
+
+def _past_reopen_window(ctx: Context, ticket: Ticket) -> bool:
+    """A reply long after resolution starts a new ticket instead of reopening the old one."""
+    if Status(ticket.status) not in (Status.RESOLVED, Status.CLOSED):
+        return False
+    ended = ticket.closed_at or ticket.resolved_at
+    window = timedelta(days=ctx.config.mail.reopen_window_days)
+    return ended is not None and ctx.now - ended > window
+
+
+def _follow_up(ctx: Context, old: Ticket, requester: str, contract_id: str | None,
+               mail: InboundMail, spool_id: int) -> Ticket:
+    """Open a new ticket for a late reply, linked both ways in the audit log."""
+    contract = ctx.config.contracts.get(contract_id or "")
+    ticket = tickets.open_ticket(
+        ctx.session, subject=strip_reply_prefixes(mail.subject) or old.subject, contract=contract,
+        requester=requester, priority=Priority(old.priority), now=ctx.now,
+        assignee=old.assignee, locale=old.locale,
+    )
+    prefix = ctx.config.mail.ticket_prefix
+    tickets.audit(ctx.session, ticket.id, requester, "opened",
+                  {"spool_id": spool_id, "follows": f"{prefix}-{old.id}"}, ctx.now)
+    tickets.audit(ctx.session, old.id, requester, "followed_up",
+                  {"by": f"{prefix}-{ticket.id}"}, ctx.now)
+    return ticket
+
+
+def _asks_to_close(ctx: Context, mail: InboundMail) -> bool:
+    """Whether the customer's new text starts with a configured close phrase."""
+    lines = [line.strip() for line in strip_reply(mail.text).splitlines() if line.strip()]
+    if not lines:
+        return False
+    first = lines[0].casefold()
+    return any(first == phrase.casefold() for phrase in ctx.config.mail.close_phrases)
+
+
+def _add_colleagues(ctx: Context, ticket: Ticket, mail: InboundMail, contract_id: str | None) -> None:
+    """Colleagues of the same contract in To/Cc are copied on the ticket from now on."""
+    if contract_id is None:
+        return
+    contract = ctx.config.contracts.get(contract_id)
+    if contract is None:
+        return
+    ours = {a.lower() for a in ctx.config.mail.support_addresses}
+    for address in (*mail.to, *mail.cc):
+        if address in ours or address == ticket.requester or "+" in address.split("@")[0]:
+            continue
+        domain = address.rpartition("@")[2]
+        if address in contract.contacts or any(
+            domain == d or domain.endswith("." + d) for d in contract.domains
+        ):
+            tickets.add_contact(ticket, address)
+
+
+def notify_stage(work: Work, ctx: Context) -> Work | Outcome:
+    """Acknowledge new tickets and tell engineers; robots get nothing."""
+    mail, ticket = _mail(work), work.ticket
+    assert ticket is not None
+    if work.event == "new":
+        notify.acknowledge(
+            ctx.session,
+            ctx.notifier,
+            ticket,
+            to=ticket.requester,
+            customer_name=mail.from_name,
+            in_reply_to=mail.message_id,
+            references=mail.references,
+            now=ctx.now,
+        )
+    if work.event in ("new", "reply", "reopened", "closed"):
+        notify.notify_engineers(
+            ctx.session,
+            ctx.notifier,
+            ticket,
+            event="reply" if work.event == "closed" else work.event,
+            from_addr=mail.from_addr,
+            from_name=mail.from_name,
+            text=mail.text,
+            attachments=[a.filename for a in mail.attachments],
+            now=ctx.now,
+            recipients=routing.notice_recipients(ctx.config, ticket.contract_id, ticket.assignee),
+            suggestions=(kb.suggest(ctx.config, ticket.subject, mail.text)
+                         if work.event == "new" else ()),
+        )
+    feedback.request_rating(ctx, ticket, work.event)
+    return work
+
+
+STAGES: tuple[Stage, ...] = (
+    parse,
+    classify,
+    authenticate,
+    thread,
+    apply_commands,
+    persist,
+    notify_stage,
+)
+
+
+def process(item: SpoolItem, ctx: Context) -> Outcome:
+    """Run one spool item through every stage; the caller owns the transaction."""
+    envelope = Envelope(
+        mail_from=item.mail_from,
+        rcpt_tos=tuple(item.rcpt_tos),
+        peer=item.peer,
+        auth_user=item.auth_user,
+        source=item.source.split(":", 1)[0],
+        received_at=item.created_at,
+    )
+    work: Work | Outcome = Work(
+        spool_id=item.id, source=item.source, envelope=envelope, raw=item.raw, size=item.size
+    )
+    for stage in STAGES:
+        assert isinstance(work, Work)
+        work = stage(work, ctx)
+        if isinstance(work, Outcome):
+            _after_change(ctx, work.ticket_id)
+            return work
+    assert isinstance(work, Work)
+    ticket_id = work.ticket.id if work.ticket is not None else None
+    _after_change(ctx, ticket_id)
+    return Outcome(QueueState.DONE, work.event or "processed", ticket_id)
+
+
+def _after_change(ctx: Context, ticket_id: int | None) -> None:
+    """After every mail that touched a ticket: restamp its SLA clock, and report an incident.
+
+    One place covers every change a mail can make (opened, customer message, reply,
+    status, priority, alert), and it runs after all of the mail's commands, so an
+    incident report sees the ``#cause`` written in the same reply as ``#status resolved``.
+    """
+    ticket = ctx.session.get(Ticket, ticket_id) if ticket_id is not None else None
+    if ticket is not None:
+        sla_service.restamp(ctx.session, ctx.config, ticket, ctx.now)
+        incident.report_if_due(ctx.session, ctx.notifier, ticket, ctx.now)

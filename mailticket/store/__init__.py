@@ -1,0 +1,1 @@
+"""Persistence: engine, tables, the durable work queues and migrations."""

@@ -1,0 +1,307 @@
+"""SQLAlchemy 2 typed tables: tickets and their articles, the spool, the outbox, audit.
+
+Timestamps are stored as UTC and always come back timezone-aware (SQLite
+would otherwise hand back naive datetimes and comparisons would silently lie).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every mailticket table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON
+    }
+
+
+class QueueState:
+    """States shared by the two work queues (spool and outbox)."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    DONE = "done"
+    QUARANTINED = "quarantined"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    DROPPED = "dropped"
+
+
+class QueueRow:
+    """Columns every work-queue table has; ``store.workqueue`` works on these only."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    state: Mapped[str] = mapped_column(String(16), default=QueueState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    claim_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SpoolItem(QueueRow, Base):
+    """A raw inbound mail with its envelope, committed before we say 250."""
+
+    __tablename__ = "spool"
+    __table_args__ = (Index("ix_spool_due", "state", "next_attempt_at"),)
+
+    source: Mapped[str] = mapped_column(String(64))
+    # IMAP: account/UIDVALIDITY/UID; SMTP: None (every DATA is a new item).
+    idempotency_key: Mapped[str | None] = mapped_column(String(512), unique=True, default=None)
+    mail_from: Mapped[str] = mapped_column(String(512))
+    rcpt_tos: Mapped[list[str]]
+    peer: Mapped[str] = mapped_column(String(128), default="")
+    auth_user: Mapped[str | None] = mapped_column(String(320), default=None)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(64), default=None)
+    ticket_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class OutboxItem(QueueRow, Base):
+    """A composed outgoing mail; written in the same transaction as the ticket change."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), default=None)
+    kind: Mapped[str] = mapped_column(String(32))
+    envelope_from: Mapped[str] = mapped_column(String(512))
+    rcpt_tos: Mapped[list[str]]
+    message_id: Mapped[str] = mapped_column(String(512), index=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Ticket(Base):
+    """A support case; ``id`` is also its public number (``MT-<id>``)."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    line: Mapped[str] = mapped_column(String(4), default="L1")
+    contract_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    requester: Mapped[str] = mapped_column(String(320))
+    assignee: Mapped[str | None] = mapped_column(String(320), default=None)
+    locale: Mapped[str] = mapped_column(String(8), default="ru")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    first_response_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    time_spent_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # SLA bookkeeping: the scheduler scans ``next_sla_check_at`` (indexed), never recomputes all.
+    first_response_due: Mapped[datetime | None] = mapped_column(default=None)
+    resolution_due: Mapped[datetime | None] = mapped_column(default=None)
+    next_sla_check_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    sla_paused_since: Mapped[datetime | None] = mapped_column(default=None)
+    merged_into: Mapped[int | None] = mapped_column(Integer, default=None)
+    # What the contract sold when the ticket opened, for the monthly report.
+    contract_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Monitoring alerts: one ticket per contract+host+trigger (a hash), its last
+    # state, how many alert mails it got and how often it flapped back to a problem.
+    alert_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    alert_state: Mapped[str | None] = mapped_column(String(8), default=None)
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    alert_flaps: Mapped[int] = mapped_column(Integer, default=0)
+    # Customer feedback: the 1-5 rating, its comment, when we asked and when they answered.
+    rating: Mapped[int | None] = mapped_column(Integer, default=None)
+    rating_comment: Mapped[str | None] = mapped_column(Text, default=None)
+    rating_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    rated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    articles: Mapped[list[Article]] = relationship(
+        back_populates="ticket", order_by="Article.id", cascade="all, delete-orphan"
+    )
+    contacts: Mapped[list[TicketContact]] = relationship(
+        back_populates="ticket", cascade="all, delete-orphan"
+    )
+
+
+class TicketContact(Base):
+    """A customer address on a ticket (requester or colleague in Cc) who gets our replies."""
+
+    __tablename__ = "ticket_contacts"
+    __table_args__ = (UniqueConstraint("ticket_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16), default="requester")
+    ticket: Mapped[Ticket] = relationship(back_populates="contacts")
+
+
+class Article(Base):
+    """One message on a ticket: inbound mail, our reply, a note or an automatic mail."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(4))
+    kind: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(String(512), default=None)
+    from_addr: Mapped[str] = mapped_column(String(320))
+    to_addrs: Mapped[list[str]]
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text, default=None)
+    spool_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    author: Mapped[str | None] = mapped_column(String(320), default=None)
+    evidence: Mapped[str | None] = mapped_column(String(32), default=None)
+    defects: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    ticket: Mapped[Ticket] = relationship(back_populates="articles")
+    attachments: Mapped[list[AttachmentRow]] = relationship(
+        back_populates="article", cascade="all, delete-orphan"
+    )
+
+
+class MessageIdIndex(Base):
+    """Every Message-ID we know on a ticket (theirs and ours), for threading and dedupe."""
+
+    __tablename__ = "message_ids"
+
+    message_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    article_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    direction: Mapped[str] = mapped_column(String(4))
+
+
+class Blob(Base):
+    """Attachment content stored by its SHA-256, never under the sender's filename."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AttachmentRow(Base):
+    """An attachment of an article: safe display name plus a pointer to its blob."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    article: Mapped[Article] = relationship(back_populates="attachments")
+
+
+class AuditEvent(Base):
+    """Who changed what on a ticket, when, and on what evidence."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    evidence: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class AutoReplyLog(Base):
+    """Automatic mail we sent, for per-recipient rate limits (loop protection)."""
+
+    __tablename__ = "auto_reply_log"
+    __table_args__ = (Index("ix_auto_reply_recipient", "recipient", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    sent_at: Mapped[datetime]
+
+
+class SlaEvent(Base):
+    """A sent SLA warning/breach; the unique key makes every scan idempotent."""
+
+    __tablename__ = "sla_events"
+    __table_args__ = (UniqueConstraint("ticket_id", "timer", "kind", "deadline"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    timer: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    deadline: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class DeliveryFailure(Base):
+    """One failed delivery to one address: a matched bounce or a relay 5xx/4xx refusal.
+
+    Each failure is kept (the engineer sees them, the suppression list counts
+    them); one outbox row counts once per address and source, so a repeated DSN
+    for the same mail is not a second failure.
+    """
+
+    __tablename__ = "delivery_failures"
+    __table_args__ = (Index("ix_delivery_failures_address", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(16))
+    permanent: Mapped[bool] = mapped_column(default=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    outbox_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    ticket_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    at: Mapped[datetime]
+
+
+class AddressSuppression(Base):
+    """An address we stopped mailing after repeated permanent failures, until an admin clears it."""
+
+    __tablename__ = "address_suppressions"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    permanent_failures: Mapped[int] = mapped_column(Integer, default=0)
+    suppressed_at: Mapped[datetime | None] = mapped_column(default=None)
+    cleared_at: Mapped[datetime | None] = mapped_column(default=None)

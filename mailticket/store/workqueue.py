@@ -1,0 +1,196 @@
+"""One durable work-queue mechanism for the spool and the outbox tables.
+
+Mailman's switchboard semantics (``.pck`` → ``.bak`` → done or shunt) in SQL:
+``put`` with an optional idempotency key, ``claim`` with a lease (``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, so several instances share the work), ``finish``
+inside the caller's transaction, ``retry_later`` with capped exponential
+backoff, and ``quarantine`` after the last attempt. An expired lease (a
+crashed worker) makes the row claimable again, so nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailticket.store.schema import OutboxItem, QueueRow, QueueState, SpoolItem
+
+Row = TypeVar("Row", SpoolItem, OutboxItem)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased queue row: its id and the token that proves we still hold it."""
+
+    id: int
+    token: str
+    attempts: int
+
+
+def backoff_seconds(attempts: int, base: float, cap: float) -> float:
+    """Capped exponential backoff: base, 2·base, 4·base … never above ``cap``."""
+    return float(min(cap, base * (2 ** max(0, attempts - 1))))
+
+
+def put_spool(session: Session, item: SpoolItem) -> tuple[SpoolItem, bool]:
+    """Add a spool row; with an idempotency key a second put returns the first row.
+
+    Returns the row and whether it was newly created. Uses a savepoint so a
+    duplicate key does not abort the caller's transaction.
+    """
+    if item.idempotency_key is not None:
+        existing = session.scalar(
+            select(SpoolItem).where(SpoolItem.idempotency_key == item.idempotency_key)
+        )
+        if existing is not None:
+            return existing, False
+    try:
+        with session.begin_nested():
+            session.add(item)
+    except IntegrityError:
+        existing = session.scalar(
+            select(SpoolItem).where(SpoolItem.idempotency_key == item.idempotency_key)
+        )
+        if existing is None:
+            raise
+        return existing, False
+    return item, True
+
+
+def _due(model: type[Row], now: datetime):  # type: ignore[no-untyped-def]
+    """Rows that may be claimed now: queued and due, or claimed with an expired lease."""
+    return or_(
+        (model.state == QueueState.QUEUED) & (model.next_attempt_at <= now),
+        (model.state == QueueState.CLAIMED) & (model.lease_until < now),
+    )
+
+
+def claim(
+    session: Session, model: type[Row], now: datetime, lease_seconds: float
+) -> Claim | None:
+    """Lease the oldest due row, counting the attempt; None when nothing is due.
+
+    The attempt is counted at claim time so that a message that crashes the
+    whole process (kill -9, OOM) still runs out of attempts and is quarantined.
+    """
+    query = (
+        select(model)
+        .where(_due(model, now))
+        .order_by(model.next_attempt_at, model.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    row = session.scalar(query)
+    if row is None:
+        return None
+    token = secrets.token_hex(16)
+    row.state = QueueState.CLAIMED
+    row.claim_token = token
+    row.lease_until = now + timedelta(seconds=lease_seconds)
+    row.attempts += 1
+    session.flush()
+    return Claim(id=row.id, token=token, attempts=row.attempts)
+
+
+def holds(session: Session, model: type[Row], held: Claim) -> Row | None:
+    """The row if ``held`` is still its current lease (locks it on PostgreSQL), else None."""
+    return session.scalar(
+        select(model)
+        .where(model.id == held.id, model.claim_token == held.token)
+        .with_for_update()
+    )
+
+
+def finish(
+    session: Session, model: type[Row], held: Claim, now: datetime, state: str = QueueState.DONE
+) -> bool:
+    """Mark a claimed row finished in the caller's transaction; False if the lease was lost."""
+    result = session.execute(
+        update(model)
+        .where(model.id == held.id, model.claim_token == held.token)
+        .values(state=state, finished_at=now, lease_until=None, claim_token=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def defer(session: Session, model: type[Row], held: Claim, until: datetime) -> bool:
+    """Put a claimed row back untouched until ``until``: waiting is not a failed attempt."""
+    result = session.execute(
+        update(model)
+        .where(model.id == held.id, model.claim_token == held.token)
+        .values(state=QueueState.QUEUED, next_attempt_at=until, lease_until=None,
+                claim_token=None, attempts=model.attempts - 1)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def retry_later(
+    session: Session,
+    model: type[Row],
+    held: Claim,
+    now: datetime,
+    error: str,
+    max_attempts: int,
+    base: float,
+    cap: float,
+) -> str:
+    """Put the row back with backoff, or quarantine it after ``max_attempts``; returns new state."""
+    if held.attempts >= max_attempts:
+        state = QueueState.QUARANTINED
+        values: dict[str, object] = {"state": state, "finished_at": now}
+    else:
+        state = QueueState.QUEUED
+        delay = backoff_seconds(held.attempts, base, cap)
+        values = {"state": state, "next_attempt_at": now + timedelta(seconds=delay)}
+    session.execute(
+        update(model)
+        .where(model.id == held.id, model.claim_token == held.token)
+        .values(lease_until=None, claim_token=None, last_error=error[:4000], **values)
+    )
+    return state
+
+
+def requeue(session: Session, row: QueueRow, now: datetime) -> None:
+    """Give a quarantined or failed row a fresh set of attempts (``spool retry``)."""
+    row.state = QueueState.QUEUED
+    row.attempts = 0
+    row.next_attempt_at = now
+    row.lease_until = None
+    row.claim_token = None
+    row.finished_at = None
+
+
+def release_claims(session: Session, model: type[Row], tokens: list[str]) -> None:
+    """Hand back rows we claimed but will not finish (graceful shutdown), without an attempt."""
+    if not tokens:
+        return
+    session.execute(
+        update(model)
+        .where(model.claim_token.in_(tokens), model.state == QueueState.CLAIMED)
+        .values(
+            state=QueueState.QUEUED,
+            lease_until=None,
+            claim_token=None,
+            attempts=model.attempts - 1,
+        )
+    )
+
+
+def depth(session: Session, model: type[Row]) -> int:
+    """How many rows are waiting or in progress."""
+    from sqlalchemy import func
+
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(model)
+            .where(model.state.in_([QueueState.QUEUED, QueueState.CLAIMED]))
+        )
+        or 0
+    )

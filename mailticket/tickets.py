@@ -1,0 +1,275 @@
+"""Ticket application service: find, open, append, change status, audit.
+
+Everything here runs inside the caller's transaction (the worker's one
+transaction per spool item), so a ticket change, its articles, its audit
+events and the outbox rows that announce it commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailticket.model import (
+    ArticleKind,
+    Contract,
+    Direction,
+    Priority,
+    Status,
+    TicketRef,
+    can_transition,
+)
+from mailticket.store.schema import (
+    Article,
+    AttachmentRow,
+    AuditEvent,
+    Blob,
+    MessageIdIndex,
+    Ticket,
+    TicketContact,
+)
+
+
+def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
+    """The public reference (``MT-12``) of a ticket."""
+    return TicketRef(prefix, ticket.id)
+
+
+def parse_ref(text: str, prefix: str) -> int | None:
+    """``MT-12``, ``#MT-12``, ``mt-12`` or ``12`` → 12; anything else → None."""
+    value = text.strip().lstrip("#").upper()
+    head = prefix.upper() + "-"
+    if value.startswith(head):
+        value = value[len(head) :]
+    return int(value) if value.isdigit() else None
+
+
+def is_known_message_id(session: Session, message_id: str | None) -> bool:
+    """Whether a Message-ID is already stored (a re-delivery, or To + Cc)."""
+    if not message_id:
+        return False
+    return session.get(MessageIdIndex, message_id) is not None
+
+
+def find_by_message_ids(session: Session, message_ids: Sequence[str]) -> Ticket | None:
+    """The ticket of the first cited Message-ID we know, following merges."""
+    if not message_ids:
+        return None
+    rows = session.scalars(
+        select(MessageIdIndex).where(MessageIdIndex.message_id.in_(list(message_ids)))
+    ).all()
+    by_id = {row.message_id: row.ticket_id for row in rows}
+    for mid in message_ids:
+        if mid in by_id:
+            return follow_merges(session, session.get(Ticket, by_id[mid]))
+    return None
+
+
+def find_by_numbers(session: Session, numbers: Iterable[int]) -> Ticket | None:
+    """The first existing ticket among subject-tag numbers, following merges."""
+    for number in numbers:
+        ticket = session.get(Ticket, number)
+        if ticket is not None:
+            return follow_merges(session, ticket)
+    return None
+
+
+def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
+    """A merged ticket's mail goes to the ticket it was merged into."""
+    hops = 0
+    while ticket is not None and ticket.merged_into is not None and hops < 10:
+        ticket = session.get(Ticket, ticket.merged_into)
+        hops += 1
+    return ticket
+
+
+def sender_belongs(ticket: Ticket, address: str, contract_id: str | None) -> bool:
+    """Whether a customer may add to this ticket: same contract, or a listed contact."""
+    if contract_id is not None and ticket.contract_id == contract_id:
+        return True
+    return any(c.address == address for c in ticket.contacts)
+
+
+def open_ticket(
+    session: Session,
+    *,
+    subject: str,
+    contract: Contract | None,
+    requester: str,
+    priority: Priority,
+    now: datetime,
+    assignee: str | None = None,
+    locale: str = "ru",
+) -> Ticket:
+    """Create a ticket (status NEW) with its requester as first contact."""
+    ticket = Ticket(
+        subject=subject[:2000] or "(no subject)",
+        status=Status.NEW.value,
+        priority=priority.value,
+        line="L1",
+        contract_id=contract.id if contract else None,
+        requester=requester,
+        assignee=assignee,
+        locale=locale,
+        created_at=now,
+        updated_at=now,
+    )
+    ticket.contacts.append(TicketContact(address=requester, role="requester"))
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
+def add_contact(ticket: Ticket, address: str, role: str = "cc") -> bool:
+    """Add a customer address that will receive replies; False if already there."""
+    if any(c.address == address for c in ticket.contacts):
+        return False
+    ticket.contacts.append(TicketContact(address=address, role=role))
+    return True
+
+
+def remove_contact(ticket: Ticket, address: str) -> bool:
+    """Stop copying a colleague (never the requester); False if not on the ticket."""
+    for contact in list(ticket.contacts):
+        if contact.address == address and contact.role != "requester":
+            ticket.contacts.remove(contact)
+            return True
+    return False
+
+
+def add_article(
+    session: Session,
+    ticket: Ticket,
+    *,
+    direction: Direction,
+    kind: ArticleKind,
+    from_addr: str,
+    to_addrs: Sequence[str],
+    subject: str,
+    text: str,
+    now: datetime,
+    html: str | None = None,
+    message_id: str | None = None,
+    spool_id: int | None = None,
+    author: str | None = None,
+    evidence: str | None = None,
+    defects: Sequence[str] = (),
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+) -> Article:
+    """Append an article, index its Message-ID and store attachments by content hash."""
+    article = Article(
+        direction=direction.value,
+        kind=kind.value,
+        message_id=message_id,
+        from_addr=from_addr,
+        to_addrs=list(to_addrs),
+        subject=subject,
+        text=text,
+        html=html,
+        spool_id=spool_id,
+        author=author,
+        evidence=evidence,
+        defects=list(defects)[:50],
+        created_at=now,
+    )
+    ticket.articles.append(article)
+    ticket.updated_at = now
+    session.flush()
+    if message_id:
+        index_message_id(session, message_id, ticket.id, article.id, direction)
+    for filename, content_type, data in attachments:
+        article.attachments.append(store_attachment(session, filename, content_type, data))
+    return article
+
+
+def index_message_id(
+    session: Session,
+    message_id: str,
+    ticket_id: int,
+    article_id: int | None,
+    direction: Direction,
+) -> None:
+    """Remember a Message-ID for threading; the first ticket to claim an id keeps it."""
+    if session.get(MessageIdIndex, message_id) is None:
+        session.add(
+            MessageIdIndex(
+                message_id=message_id,
+                ticket_id=ticket_id,
+                article_id=article_id,
+                direction=direction.value,
+            )
+        )
+        session.flush()
+
+
+def store_attachment(
+    session: Session, filename: str, content_type: str, data: bytes
+) -> AttachmentRow:
+    """Store content once by SHA-256; the display name is only metadata."""
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    if session.get(Blob, digest) is None:
+        session.add(Blob(sha256=digest, data=data))
+    return AttachmentRow(
+        filename=filename[:255], content_type=content_type[:255], size=len(data), sha256=digest
+    )
+
+
+def change_status(
+    session: Session,
+    ticket: Ticket,
+    new: Status,
+    *,
+    actor: str,
+    now: datetime,
+    evidence: str | None = None,
+) -> bool:
+    """Move a ticket along the transition table; False (and no change) if not allowed."""
+    old = Status(ticket.status)
+    if old == new or not can_transition(old, new):
+        return False
+    ticket.status = new.value
+    ticket.updated_at = now
+    if new == Status.RESOLVED:
+        ticket.resolved_at = now
+    elif new == Status.CLOSED:
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    elif new in (Status.OPEN, Status.WAITING) and old in (Status.RESOLVED, Status.CLOSED):
+        ticket.resolved_at = None
+        ticket.closed_at = None
+    if new == Status.WAITING:
+        ticket.sla_paused_since = now
+    elif old == Status.WAITING:
+        ticket.sla_paused_since = None
+    audit(
+        session, ticket.id, actor, "status", {"from": old.value, "to": new.value}, now, evidence
+    )
+    return True
+
+
+def audit(
+    session: Session,
+    ticket_id: int | None,
+    actor: str,
+    action: str,
+    detail: dict[str, Any],
+    now: datetime,
+    evidence: str | None = None,
+) -> None:
+    """Record who did what, when, and on what evidence."""
+    session.add(
+        AuditEvent(
+            ticket_id=ticket_id,
+            at=now,
+            actor=actor,
+            action=action,
+            detail=detail,
+            evidence=evidence,
+        )
+    )

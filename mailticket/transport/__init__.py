@@ -1,0 +1,1 @@
+"""Transports: how mail enters (LMTP/SMTP, IMAP) and leaves (relay) mailticket."""

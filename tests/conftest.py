@@ -1,0 +1,46 @@
+"""Shared fixtures: databases (SQLite and real PostgreSQL), configs, the corpus, an SMTP sink."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support import databases
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The shared real-world mail corpus (beside the checkout, as in CI)."""
+    if not CORPUS.is_dir():
+        raise RuntimeError(f"mail corpus not found at {CORPUS}: the repo expects ../shared beside it")
+    return CORPUS
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database URL, once for SQLite and once for PostgreSQL."""
+    if request.param == "sqlite":
+        with databases.sqlite_database(tmp_path) as url:
+            yield url
+    else:
+        with databases.postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """A migrated SQLite database URL (tests whose behaviour does not depend on the backend)."""
+    with databases.sqlite_database(tmp_path) as url:
+        yield url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    databases.drop_template()

@@ -1,0 +1,1 @@
+"""Shared helpers for the test suite (fixtures that talk over real sockets)."""

@@ -1,0 +1,57 @@
+"""Rating tokens (signed mailto addresses) and rating replies ("5", "4 из 5 - спасибо")."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailticket.feedback import parse_rating_address, parse_rating_reply, rating_address
+
+SECRET = "test-secret-0123456789"
+SUPPORT = "support@provider.example"
+
+
+def test_rating_address_round_trip() -> None:
+    address = rating_address(SUPPORT, SECRET, 42, 5)
+    local, _, domain = address.partition("@")
+    assert domain == "provider.example"
+    assert local.startswith("support+rate-42-5-") and len(local) == len("support+rate-42-5-") + 16
+    assert parse_rating_address(SECRET, address) == (42, 5)
+    assert parse_rating_address(SECRET, address.upper()) == (42, 5)
+
+
+def test_forged_tokens_are_recognised_as_forged() -> None:
+    good = rating_address(SUPPORT, SECRET, 42, 1)
+    mac = good.split("@")[0].rsplit("-", 1)[1]
+    # Same MAC, another score or ticket: the MAC binds both.
+    assert parse_rating_address(SECRET, f"support+rate-42-5-{mac}@provider.example") == "forged"
+    assert parse_rating_address(SECRET, f"support+rate-43-1-{mac}@provider.example") == "forged"
+    assert parse_rating_address("other-secret", good) == "forged"
+    assert parse_rating_address(SECRET, "support+rate-42-9-aaaaaaaaaaaaaaaa@provider.example") == (
+        "forged")
+    assert parse_rating_address(SECRET, "support+rate-x@provider.example") == "forged"
+    # Not a rating address at all.
+    assert parse_rating_address(SECRET, SUPPORT) is None
+    assert parse_rating_address(SECRET, "support+r1-42-20000-abc@provider.example") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5", (5, "")),
+        ("  4.\n", (4, "")),
+        ("5/5", (5, "")),
+        ("4 из 5\nВсё починили быстро, спасибо!", (4, "Всё починили быстро, спасибо!")),
+        ("3 - долго ждали ответа", (3, "долго ждали ответа")),
+        ("1: так и не заработало\nпринтер всё ещё не печатает",
+         (1, "так и не заработало\nпринтер всё ещё не печатает")),
+        ("5 out of 5", (5, "")),
+        ("2\n\n> Please rate our help\n> 1 - very poor", (2, "")),
+        ("1 декабря вернусь из отпуска", None),
+        ("10", None),
+        ("0", None),
+        ("Принтер опять не печатает", None),
+        ("", None),
+    ],
+)
+def test_rating_reply(text: str, expected: tuple[int, str] | None) -> None:
+    assert parse_rating_reply(text) == expected

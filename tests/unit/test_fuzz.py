@@ -1,0 +1,170 @@
+"""Fuzzing the pure mail path: parse → classify → authenticate → thread keys.
+
+Hypothesis mutates real mail (the RT corpus beside the checkout, and mail
+built by ``support.mails``) with byte flips, splices, truncation and hostile
+fragments (bare CR/LF, NUL, encoded words, deep MIME, long headers), then runs
+every pure stage. The only exception allowed is ``UnparseableMessage`` (a
+recorded, polite refusal); anything else, or more than ``MAX_SECONDS`` for one
+input, is a bug.
+
+A normal test run tries ``QUICK_EXAMPLES`` inputs in a few seconds. For a long
+run set ``MAILTICKET_FUZZ_SECONDS`` (e.g. 600): the test then keeps drawing
+fresh batches until the time is up and prints how many inputs it tried.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from support.configs import make_config
+from support.mails import build
+
+from mailticket.auth import authenticate
+from mailticket.errors import UnparseableMessage
+from mailticket.mail.classify import classify
+from mailticket.mail.parse import parse
+from mailticket.model import Envelope
+from mailticket.threader import thread_keys
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "rt"
+MAX_SECONDS = 2.0
+QUICK_EXAMPLES = 200
+FUZZ_SECONDS = float(os.environ.get("MAILTICKET_FUZZ_SECONDS", "0") or 0)
+CONFIG = make_config(Path("/nonexistent"), "sqlite://")
+TODAY = date(2026, 11, 20)
+
+
+def _seeds() -> list[bytes]:
+    corpus = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md")
+    built = [
+        build(from_="Иван <ivan@acme.example>"),
+        build(from_="anna@provider.example", to="support+r1-1-20000-aaaaaaaaaaaaaaaaaaaaaaaaaa"
+              "@provider.example", subject="Re: [#MT-1] x", body="#status closed\nok",
+              in_reply_to="ticket-1@mt.provider.example"),
+        build(from_="ivan@acme.example", subject="Автоответ: в отпуске",
+              headers={"Auto-Submitted": "auto-replied", "Precedence": "bulk"}),
+        build(from_="ivan@acme.example", charset="koi8-r", body="Привет, мир",
+              attachments=[("../../etc/passwd", "text/plain", b"root:x:0:0")]),
+        build(from_="MAILER-DAEMON@mx.example", subject="Undelivered Mail Returned to Sender",
+              body="This is the mail system at host mx.example.\n\n<ivan@acme.example>: "
+              "host said: 550 5.1.1 user unknown"),
+    ]
+    return [p.read_bytes() for p in corpus] + built
+
+
+SEEDS = _seeds()
+FRAGMENTS = [
+    b"\r\n", b"\n", b"\r", b"\x00", b"\xff\xfe", b"\r\n\r\n", b"\r\n.\r\n", b"\n.\n",
+    b"=?UTF-8?Q?=0D=0ABcc:_evil@x.example?=", b"=?koi8-r?B?8NLJ18XU?=", b"=?x-unknown?Q?a?=",
+    b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n",
+    b"Content-Type: message/rfc822\r\n\r\n", b"--b--\r\n", b"Content-Transfer-Encoding: base64\r\n",
+    b"Message-ID: <[83c48ddd-JFBV=@microsoft.com]>\r\n", b"From: a@b.example)<c@d.example>\r\n",
+    b"Subject: \xd0\x9f\xd1\x80\xd0\xb8\r\n", b"References: " + b"<x@y> " * 50 + b"\r\n",
+    b"Content-Disposition: attachment; filename*=utf-8''..%2F..%2Fetc%2Fpasswd\r\n",
+    b"Auto-Submitted: auto-replied\r\n", b"Content-Type: multipart/report; "
+    b"report-type=delivery-status; boundary=b\r\n", b"A" * 5000, b"\t" * 100, b":",
+]
+
+
+@st.composite
+def mutated_mail(draw: st.DrawFn) -> bytes:
+    """A seed mail with a few random edits."""
+    raw = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "splice", "repeat"]))
+        pos = draw(st.integers(0, max(0, len(raw))))
+        if op == "flip" and raw:
+            raw[min(pos, len(raw) - 1)] = draw(st.integers(0, 255))
+        elif op == "insert":
+            piece = draw(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=64)))
+            raw[pos:pos] = piece
+        elif op == "delete":
+            raw[pos:pos + draw(st.integers(1, 200))] = b""
+        elif op == "truncate":
+            del raw[pos:]
+        elif op == "splice":
+            other = draw(st.sampled_from(SEEDS))
+            cut = draw(st.integers(0, len(other)))
+            raw[pos:] = other[cut:]
+        elif op == "repeat" and raw:
+            end = min(len(raw), pos + draw(st.integers(1, 300)))
+            raw[pos:pos] = bytes(raw[pos:end]) * draw(st.integers(2, 50))
+    return bytes(raw)
+
+
+def run_pure_path(raw: bytes) -> None:
+    """Every pure stage on one input; only UnparseableMessage may escape, and fast."""
+    started = time.monotonic()
+    try:
+        mail = parse(raw)
+    except UnparseableMessage:
+        return
+    envelope = Envelope(mail_from=mail.from_addr, rcpt_tos=("support@provider.example",))
+    classify(mail, envelope, our_addresses=CONFIG.mail.support_addresses,
+             loop_header_value=CONFIG.daemon.instance_id,
+             message_id_domain=CONFIG.mail.message_id_domain)
+    authenticate(mail, envelope, CONFIG, TODAY)
+    thread_keys(mail, CONFIG.mail.ticket_prefix)
+    elapsed = time.monotonic() - started
+    assert elapsed < MAX_SECONDS, f"{elapsed:.2f} s for one input of {len(raw)} bytes"
+
+
+FUZZ_SETTINGS = settings(
+    max_examples=QUICK_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# Inputs the long fuzz runs found; each crashed the pure path before its fix.
+FOUND = [
+    # A NUL inside an encoded word's charset name: codecs.lookup raised ValueError.
+    b"From: a@b.example\r\nSubject: =?\x00SO-8859-15?Q?test_=E4?=\r\n\r\nx\r\n",
+    # A NUL in a part's charset parameter, with 8-bit text: Message.get_payload()
+    # decoded it with that charset and raised ValueError.
+    b"From: a@b.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B"
+    b"\r\n\r\n--B\r\nContent-Type: text/plain; charset=\"\x00koi8-r\"\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n\xf0\xd2\xc9\r\n--B--\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", FOUND, ids=["nul-in-encoded-word-charset", "nul-in-part-charset"])
+def test_inputs_found_by_fuzzing(raw: bytes) -> None:
+    run_pure_path(raw)
+    assert parse(raw).from_addr == "a@b.example"
+
+
+def test_seeds_cover_the_corpus_and_built_mail() -> None:
+    assert len(SEEDS) == 65
+    for raw in SEEDS:
+        run_pure_path(raw)
+
+
+@pytest.mark.timeout(0 if FUZZ_SECONDS > 0 else 60)
+def test_mutated_mail_never_crashes_the_pure_path() -> None:
+    """QUICK_EXAMPLES fixed-seed inputs; with MAILTICKET_FUZZ_SECONDS, random batches until then."""
+    tried = 0
+
+    def one(raw: bytes) -> None:
+        nonlocal tried
+        tried += 1
+        run_pure_path(raw)
+
+    if FUZZ_SECONDS <= 0:
+        seed(20261120)(FUZZ_SETTINGS(given(mutated_mail())(one)))()
+        assert tried >= QUICK_EXAMPLES
+        return
+    batch = settings(FUZZ_SETTINGS, max_examples=2000)(given(mutated_mail())(one))
+    deadline = time.monotonic() + FUZZ_SECONDS
+    batches = 0
+    while time.monotonic() < deadline:
+        batch()
+        batches += 1
+    print(f"\nfuzz: {tried} inputs in {batches} batches over {FUZZ_SECONDS:.0f} s, no failure")

@@ -1,0 +1,442 @@
+"""Every message template renders in both locales, exactly, and fails loudly on a gap."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+
+from mailticket.render import (
+    Renderer,
+    detag,
+    format_datetime,
+    format_decimal,
+    format_duration,
+    normalise_locale,
+)
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+CREATED = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)  # Friday 19:50 in Moscow
+DUE = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # Monday 10:00 in Moscow
+
+
+def ticket(**extra: Any) -> dict[str, Any]:
+    """The ticket mapping of ack.j2, plus any engineer fields."""
+    return {
+        "ref": "MT-12",
+        "tag": "[#MT-12]",
+        "subject": "Не печатает принтер",
+        "status": "open",
+        "priority": "major",
+        "created_at": CREATED,
+        "timezone": "Europe/Moscow",
+        **extra,
+    }
+
+
+def engineer_ticket() -> dict[str, Any]:
+    """The ticket mapping of engineer_notice.j2."""
+    return ticket(
+        contract_name="ООО «Ромашка»",
+        requester="ivan@romashka.ru",
+        assignee="",
+        line="L1",
+        first_response_due=DUE,
+        resolution_due=None,
+    )
+
+
+def contexts() -> dict[str, dict[str, Any]]:
+    """A full context for every message template."""
+    return {
+        "ack": {
+            "ticket": ticket(),
+            "customer_name": "Иван Петрович",
+            "contract_name": "ООО «Ромашка»",
+            "support_address": "support@example.ru",
+        },
+        "engineer_notice": {
+            "ticket": engineer_ticket(),
+            "event": "new",
+            "from_addr": "ivan@romashka.ru",
+            "from_name": "Иван Петров",
+            "text": "Принтер HP в бухгалтерии не печатает.",
+            "attachments": ["ошибка.png", "log.txt"],
+            "suggestions": [{"slug": "printer-queue", "title": "Очистка очереди печати"}],
+        },
+        "reply": {
+            "ticket": ticket(),
+            "text": "Добрый день!\n\nПерезапустите службу печати.",
+            "engineer_name": "Анна Смирнова",
+        },
+        "command_result": {
+            "ticket": ticket(),
+            "results": [
+                {"line": "#status resolved", "ok": True, "message": "status is now resolved"},
+                {"line": "#time 30", "ok": True, "message": "30 min recorded"},
+            ],
+            "delivered_to_customer": True,
+        },
+        "forged_reply": {
+            "ticket_ref": "MT-12",
+            "from_addr": "anna@support.example.ru",
+            "subject": "Re: [#MT-12] Не печатает принтер",
+            "reason": "no DKIM signature",
+        },
+        "unknown_sender": {
+            "from_addr": "someone@unknown.org",
+            "subject": "Помогите с сервером",
+            "support_address": "support@example.ru",
+        },
+        "unparseable": {"subject": "Счёт", "reason": "broken MIME structure"},
+        "too_large": {"subject": "Логи", "size_mb": 37.5, "limit_mb": 25},
+        "sla_warning": {
+            "ticket": ticket(),
+            "timer": "first_response",
+            "deadline": DUE,
+            "recipient_role": "assignee",
+        },
+        "sla_breach": {
+            "ticket": ticket(),
+            "timer": "resolution",
+            "deadline": DUE,
+            "recipient_role": "escalation",
+        },
+        "rating_request": {
+            "ticket": ticket(status="resolved"),
+            "links": [{"score": s, "address": f"support+rate-12-{s}-abcdefghijklmnop@example.ru"}
+                      for s in (1, 2, 3, 4, 5)],
+        },
+        "low_rating": {
+            "ticket": engineer_ticket(),
+            "rating": 2,
+            "comment": "Долго ждали ответа.",
+            "from_addr": "ivan@romashka.ru",
+        },
+    }
+
+
+SUBJECTS = {
+    ("ack", "ru"): "[#MT-12] Обращение зарегистрировано: Не печатает принтер",
+    ("ack", "en"): "[#MT-12] Request received: Не печатает принтер",
+    ("engineer_notice", "ru"):
+        "[#MT-12] Новое обращение (высокий, ООО «Ромашка»): Не печатает принтер",
+    ("engineer_notice", "en"): "[#MT-12] New ticket (major, ООО «Ромашка»): Не печатает принтер",
+    ("reply", "ru"): "Re: [#MT-12] Не печатает принтер",
+    ("reply", "en"): "Re: [#MT-12] Не печатает принтер",
+    ("command_result", "ru"): "[#MT-12] Команды выполнены: Не печатает принтер",
+    ("command_result", "en"): "[#MT-12] Commands applied: Не печатает принтер",
+    ("forged_reply", "ru"): "Непроверенное письмо от вашего имени по обращению MT-12",
+    ("forged_reply", "en"): "Unverified message in your name about ticket MT-12",
+    ("unknown_sender", "ru"): "Не удалось зарегистрировать обращение: Помогите с сервером",
+    ("unknown_sender", "en"): "We could not register your request: Помогите с сервером",
+    ("unparseable", "ru"): "Не удалось прочитать ваше письмо: Счёт",
+    ("unparseable", "en"): "We could not read your message: Счёт",
+    ("too_large", "ru"): "Письмо слишком большое: Логи",
+    ("too_large", "en"): "Message too large: Логи",
+    ("sla_warning", "ru"): "[#MT-12] Скоро истекает срок первого ответа: Не печатает принтер",
+    ("sla_warning", "en"): "[#MT-12] First response deadline approaching: Не печатает принтер",
+    ("sla_breach", "ru"): "[#MT-12] Нарушен срок решения: Не печатает принтер",
+    ("sla_breach", "en"): "[#MT-12] Resolution deadline missed: Не печатает принтер",
+    ("rating_request", "ru"): "[#MT-12] Оцените, пожалуйста, нашу работу: Не печатает принтер",
+    ("rating_request", "en"): "[#MT-12] How did we do? Не печатает принтер",
+    ("low_rating", "ru"): "[#MT-12] Низкая оценка 2 из 5 (ООО «Ромашка»): Не печатает принтер",
+    ("low_rating", "en"): "[#MT-12] Low rating 2/5 (ООО «Ромашка»): Не печатает принтер",
+}
+
+# Phrases each text body must contain: the point of the message, in its words.
+PHRASES = {
+    ("ack", "ru"): ["Здравствуйте, Иван Петрович!", "зарегистрировано под номером MT-12",
+                    "Договор:      ООО «Ромашка»", "пт, 20.11.2026 19:50 MSK",
+                    "просто ответьте на это письмо", "метку [#MT-12]", "support@example.ru",
+                    "С уважением,"],
+    ("ack", "en"): ["Dear Иван Петрович,", "registered it as MT-12", "Fri 20 Nov 2026 19:50 MSK",
+                    "simply reply to this", "keep [#MT-12] in the subject", "support@example.ru"],
+    ("engineer_notice", "ru"): ["Зарегистрировано новое обращение MT-12.",
+                                "От:            Иван Петров <ivan@romashka.ru>",
+                                "Приоритет:     высокий (major)", "Статус:        в работе (open)",
+                                "Ответственный: не назначен",
+                                "Срок первого ответа: пн, 23.11.2026 10:00 MSK",
+                                "Принтер HP в бухгалтерии не печатает.", "  - ошибка.png",
+                                "  - Очистка очереди печати [printer-queue]"],
+    ("engineer_notice", "en"): ["A new ticket MT-12 was opened.",
+                                "From:       Иван Петров <ivan@romashka.ru>",
+                                "Priority:   major\n", "Status:     in progress (open)",
+                                "Assignee:   nobody", "First response due: Mon 23 Nov 2026 10:00 MSK",
+                                "  - log.txt", "Knowledge base articles that may help:"],
+    ("reply", "ru"): ["Добрый день!\n\nПерезапустите службу печати.\n\nС уважением,\n"
+                      "Анна Смирнова,\nслужба технической поддержки\n\n-- \n",
+                      "Обращение MT-12, статус: в работе."],
+    ("reply", "en"): ["Перезапустите службу печати.\n\nKind regards,\nАнна Смирнова\n"
+                      "Technical Support\n\n-- \n", "Request MT-12, status: in progress."],
+    ("command_result", "ru"): ["Все команды из вашего ответа по обращению MT-12 выполнены.",
+                               "  [выполнено] #status resolved\n              status is now resolved",
+                               "Текст вашего ответа отправлен клиенту."],
+    ("command_result", "en"): ["All commands in your reply to ticket MT-12 were applied.",
+                               "  [done]   #time 30\n           30 min recorded",
+                               "The text of your reply was sent to the customer."],
+    ("forged_reply", "ru"): ["от вашего имени (anna@support.example.ru),\nпо обращению MT-12.",
+                             "не удалось: no DKIM signature.", "команды из письма не выполнены"],
+    ("forged_reply", "en"): ["in your name (anna@support.example.ru) about\nticket MT-12.",
+                             "We could not confirm that you sent it: no DKIM signature.",
+                             "its commands were not applied"],
+    ("unknown_sender", "ru"): ["адрес someone@unknown.org\nне связан ни с одним договором",
+                               "контактное лицо вашей компании",
+                               "ещё раз на адрес support@example.ru."],
+    ("unknown_sender", "en"): ["the address\nsomeone@unknown.org is not linked to any support contract",
+                               "company's contact person", "again to support@example.ru."],
+    ("unparseable", "ru"): ["не смогли прочитать ваше письмо «Счёт»",
+                            "Причина: broken MIME structure.", "обычным текстом"],
+    ("unparseable", "en"): ["could not read your message \"Счёт\"",
+                            "Reason: broken MIME structure.", "as plain text"],
+    ("too_large", "ru"): ["его размер 37,5 МБ, а допустимый размер письма — 25 МБ."],
+    ("too_large", "en"): ["it is 37.5 MB, and the limit is 25 MB."],
+    ("sla_warning", "ru"): ["Вы назначены ответственным по обращению MT-12.",
+                            "Срок первого ответа по обращению MT-12 истекает\n"
+                            "пн, 23.11.2026 10:00 MSK."],
+    ("sla_warning", "en"): ["You are the assignee of ticket MT-12.",
+                            "The first response deadline of ticket MT-12 is\n"
+                            "Mon 23 Nov 2026 10:00 MSK."],
+    ("sla_breach", "ru"): ["Срок решения по обращению MT-12 истёк\nпн, 23.11.2026 10:00 MSK.",
+                           "Обращение эскалировано вам."],
+    ("sla_breach", "en"): ["The resolution deadline of ticket MT-12 passed at\n"
+                           "Mon 23 Nov 2026 10:00 MSK.", "escalated to you"],
+    ("rating_request", "ru"): ["Обращение MT-12 «Не печатает принтер» решено.",
+                               "  5 — отлично: support+rate-12-5-abcdefghijklmnop@example.ru",
+                               "одной цифрой от 1 до 5"],
+    ("rating_request", "en"): ["Your request MT-12 \"Не печатает принтер\" has been resolved.",
+                               "  1 - very poor: support+rate-12-1-abcdefghijklmnop@example.ru",
+                               "a single digit from 1 to 5"],
+    ("low_rating", "ru"): ["Клиент оценил работу по обращению MT-12 на 2 из 5.",
+                           "Оценил:      ivan@romashka.ru", "Долго ждали ответа.", "#status open"],
+    ("low_rating", "en"): ["The customer rated ticket MT-12 2 out of 5.",
+                           "Rated by:  ivan@romashka.ru", "Долго ждали ответа.", "#status open"],
+}
+
+CASES = sorted(SUBJECTS)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(TEMPLATES)
+
+
+def test_every_template_has_a_context_and_expectations(renderer: Renderer) -> None:
+    names = set(contexts())
+    assert set(renderer.names("ru")) == names
+    assert set(renderer.names("en")) == names
+    assert {name for name, _ in SUBJECTS} == names
+    assert set(PHRASES) == set(SUBJECTS)
+
+
+def test_every_ru_file_has_an_en_twin_and_back() -> None:
+    ru = sorted(p.name for p in (TEMPLATES / "ru").glob("*.j2"))
+    en = sorted(p.name for p in (TEMPLATES / "en").glob("*.j2"))
+    assert ru == en
+    assert "_base.j2" in ru
+
+
+@pytest.mark.parametrize(("name", "locale"), CASES)
+def test_renders_exact_subject_and_key_phrases(renderer: Renderer, name: str, locale: str) -> None:
+    out = renderer.render(name, locale, contexts()[name])
+    assert out.subject == SUBJECTS[name, locale]
+    for phrase in PHRASES[name, locale]:
+        assert phrase in out.text
+    assert out.text.endswith("\n") and not out.text.endswith("\n\n")
+    assert not out.text.startswith("\n")
+    for part in (out.subject, out.text, out.html or ""):
+        assert "None" not in part
+        assert "Undefined" not in part
+        assert "{{" not in part and "{%" not in part
+
+
+@pytest.mark.parametrize(("name", "locale"), CASES)
+def test_only_ack_and_reply_have_html(renderer: Renderer, name: str, locale: str) -> None:
+    out = renderer.render(name, locale, contexts()[name])
+    if name in ("ack", "reply", "rating_request"):
+        assert out.html is not None
+        assert out.html.startswith("<!DOCTYPE html>\n")
+        assert f'<html lang="{locale}">' in out.html
+        assert out.html.endswith("</html>\n")
+    else:
+        assert out.html is None
+
+
+@pytest.mark.parametrize("locale", ["ru", "en"])
+def test_engineer_notice_explains_every_command(renderer: Renderer, locale: str) -> None:
+    text = renderer.render("engineer_notice", locale, contexts()["engineer_notice"]).text
+    footer = text.split("\n-- \n", 1)[1]
+    for command in ("#status", "#priority", "#assign", "#line", "#internal", "#time"):
+        assert f"\n  {command} " in footer
+
+
+def _variables(context: dict[str, Any]) -> list[str]:
+    return sorted(context)
+
+
+@pytest.mark.parametrize("locale", ["ru", "en"])
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [(name, var) for name, ctx in sorted(contexts().items()) for var in _variables(ctx)],
+)
+def test_a_missing_variable_raises(renderer: Renderer, locale: str, name: str, variable: str) -> None:
+    context = dict(contexts()[name])
+    del context[variable]
+    with pytest.raises(jinja2.UndefinedError):
+        renderer.render(name, locale, context)
+
+
+@pytest.mark.parametrize("locale", ["ru", "en"])
+def test_a_missing_ticket_field_raises(renderer: Renderer, locale: str) -> None:
+    context = contexts()["ack"]
+    del context["ticket"]["created_at"]
+    with pytest.raises(jinja2.UndefinedError, match="created_at"):
+        renderer.render("ack", locale, context)
+
+
+def test_html_is_escaped_and_text_is_not(renderer: Renderer) -> None:
+    context = contexts()["reply"] | {"text": "<script>alert(1)</script>\nA & B"}
+    out = renderer.render("reply", "ru", context)
+    assert "<script>alert(1)</script>\nA & B\n" in out.text
+    assert out.html is not None
+    assert "<div>&lt;script&gt;alert(1)&lt;/script&gt;<br>\nA &amp; B</div>" in out.html
+    assert "<script>" not in out.html
+
+
+def test_subject_is_one_clean_line(renderer: Renderer) -> None:
+    context = contexts()["ack"]
+    context["ticket"]["subject"] = "  Printer\r\nBcc: evil@x.y\u2028\x00 broken\t "
+    out = renderer.render("ack", "en", context)
+    assert out.subject == "[#MT-12] Request received: Printer Bcc: evil@x.y broken"
+
+
+def test_tag_already_in_ticket_subject_appears_once(renderer: Renderer) -> None:
+    context = contexts()["reply"]
+    context["ticket"]["subject"] = "[#mt-12] Не печатает принтер"
+    assert renderer.render("reply", "ru", context).subject == "Re: [#MT-12] Не печатает принтер"
+
+
+def test_empty_name_and_subject_read_naturally(renderer: Renderer) -> None:
+    context = contexts()["ack"] | {"customer_name": ""}
+    context["ticket"]["subject"] = ""
+    out = renderer.render("ack", "ru", context)
+    assert out.subject == "[#MT-12] Обращение зарегистрировано"
+    assert out.text.startswith("Здравствуйте!\n\n")
+    assert "Тема:         (без темы)\n" in out.text
+
+
+def test_engineer_notice_optional_parts_disappear(renderer: Renderer) -> None:
+    context = contexts()["engineer_notice"] | {
+        "event": "reopened", "from_name": "", "attachments": [], "suggestions": [],
+    }
+    context["ticket"] |= {"first_response_due": None, "assignee": "anna@support.example.ru"}
+    out = renderer.render("engineer_notice", "ru", context)
+    assert out.subject == (
+        "[#MT-12] Обращение снова открыто (высокий, ООО «Ромашка»): Не печатает принтер"
+    )
+    assert "Клиент снова открыл обращение MT-12 своим письмом." in out.text
+    assert "От:            ivan@romashka.ru\n" in out.text
+    assert "Ответственный: anna@support.example.ru\n" in out.text
+    assert "Срок" not in out.text
+    assert "Вложения" not in out.text and "базы знаний" not in out.text
+
+
+def test_failed_commands_are_listed(renderer: Renderer) -> None:
+    context = contexts()["command_result"] | {
+        "results": [{"line": "#priority urgent", "ok": False, "message": "unknown priority"}],
+        "delivered_to_customer": False,
+    }
+    out = renderer.render("command_result", "ru", context)
+    assert out.subject == "[#MT-12] Ошибки в командах: Не печатает принтер"
+    assert "  [ОШИБКА]    #priority urgent\n              unknown priority\n" in out.text
+    assert "Клиенту ничего не отправлено." in out.text
+
+
+def test_unknown_locale_falls_back_to_english(renderer: Renderer) -> None:
+    out = renderer.render("too_large", "de_DE", contexts()["too_large"])
+    assert out.subject == "Message too large: Логи"
+    assert renderer.render("too_large", "ru-RU", contexts()["too_large"]).subject == (
+        "Письмо слишком большое: Логи"
+    )
+
+
+def test_missing_locale_template_falls_back_to_english(tmp_path: Path) -> None:
+    for locale in ("ru", "en"):
+        (tmp_path / locale).mkdir()
+        (tmp_path / locale / "_base.j2").write_text(
+            '{% if _part == "subject" %}{% block subject %}{% endblock %}'
+            "{% else %}{% block text %}{% endblock %}{% endif %}",
+            encoding="utf-8",
+        )
+    (tmp_path / "en" / "hello.j2").write_text(
+        '{% extends "_base.j2" %}{% block subject %}Hi {{ who }}{% endblock %}'
+        "{% block text %}Hello, {{ who }}.{% endblock %}",
+        encoding="utf-8",
+    )
+    out = Renderer(tmp_path).render("hello", "ru", {"who": "Anna"})
+    assert (out.subject, out.text, out.html) == ("Hi Anna", "Hello, Anna.\n", None)
+    with pytest.raises(jinja2.TemplateNotFound):
+        Renderer(tmp_path).render("absent", "ru", {})
+
+
+@pytest.mark.parametrize("name", ["../ack", "_base", "Ack", "ack.j2", ""])
+def test_bad_template_names_are_refused(renderer: Renderer, name: str) -> None:
+    with pytest.raises(ValueError, match="bad template name"):
+        renderer.render(name, "ru", {})
+
+
+def test_part_variable_is_reserved(renderer: Renderer) -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        renderer.render("ack", "ru", contexts()["ack"] | {"_part": "html"})
+
+
+@pytest.mark.parametrize(
+    ("value", "zone", "locale", "expected"),
+    [
+        (CREATED, "Europe/Moscow", "ru", "пт, 20.11.2026 19:50 MSK"),
+        (CREATED, "Europe/Moscow", "en", "Fri 20 Nov 2026 19:50 MSK"),
+        (datetime(2026, 1, 4, 21, 5, tzinfo=UTC), "Europe/Moscow", "ru", "пн, 05.01.2026 00:05 MSK"),
+        (CREATED, "Asia/Yekaterinburg", "ru", "пт, 20.11.2026 21:50 UTC+05"),
+        (CREATED, "UTC", "en", "Fri 20 Nov 2026 16:50 UTC"),
+        (datetime(2026, 7, 1, 12, 0, tzinfo=UTC), "Europe/Berlin", "en", "Wed 1 Jul 2026 14:00 CEST"),
+    ],
+)
+def test_format_datetime(value: datetime, zone: str, locale: str, expected: str) -> None:
+    assert format_datetime(value, zone, locale) == expected
+
+
+def test_format_datetime_refuses_naive_and_non_datetimes() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        format_datetime(datetime(2026, 11, 20, 19, 50), "Europe/Moscow", "ru")
+    with pytest.raises(TypeError, match="NoneType"):
+        format_datetime(None, "Europe/Moscow", "ru")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("minutes", "ru", "en"),
+    [
+        (150, "2 ч 30 мин", "2 h 30 min"),
+        (120, "2 ч", "2 h"),
+        (45, "45 мин", "45 min"),
+        (0, "0 мин", "0 min"),
+        (-90, "-1 ч 30 мин", "-1 h 30 min"),
+        (1500, "25 ч", "25 h"),
+    ],
+)
+def test_format_duration(minutes: int, ru: str, en: str) -> None:
+    assert format_duration(minutes, "ru") == ru
+    assert format_duration(minutes, "en") == en
+
+
+def test_format_decimal_detag_and_locale_names() -> None:
+    assert format_decimal(37.5, "ru") == "37,5"
+    assert format_decimal(25.0, "en") == "25"
+    assert format_decimal(0.25, "en", places=2) == "0.25"
+    assert detag("Re: [#mt-12]  Printer", "[#MT-12]") == "Re: Printer"
+    assert detag("Printer", "") == "Printer"
+    assert [normalise_locale(x) for x in ("ru", "RU", "ru_RU", "en-GB", "de", "")] == [
+        "ru", "ru", "ru", "en", "en", "en",
+    ]
