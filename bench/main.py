@@ -73,6 +73,19 @@ def _targets(res: Results, figures: dict[str, dict[str, float]]) -> list[str]:
     return out
 
 
+class Stopwatch:
+    """Prints how long each section took, so a slow run shows where its time went."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        now = time.perf_counter()
+        print(f"  [{what}: {now - self.last:.0f} s; {now - self.started:.0f} s so far]",
+              flush=True)
+        self.last = now
+
+
 def main(argv: list[str]) -> int:
     chosen = argv or list(DEFAULT)
     unknown = set(chosen) - set(SECTIONS)
@@ -87,11 +100,13 @@ def main(argv: list[str]) -> int:
     res = Results()
     figures: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
+    watch = Stopwatch()
     print(f"mailticket benchmarks: {platform.node()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}, "
           f"sections {' '.join(chosen)}", flush=True)
     try:
         corpus = corpus_dir(tmp, n)
+        watch.lap("corpus")
         mails = load_corpus(corpus)
         domains = sender_domains(mails)
         manifest = json.loads((corpus / "manifest.json").read_text())
@@ -103,6 +118,7 @@ def main(argv: list[str]) -> int:
             print("\n(b) pipeline: spool -> tickets + outbox, worker processes", flush=True)
             figures["pipeline"] = throughput.run(
                 res, database, tmp, mails, domains, float(_env("BENCH_PIPELINE_SECONDS", 45)))
+            watch.lap("pipeline")
         if "peers" in chosen:
             print(f"\n(e) peers: bash {common.SHARED / 'bench' / 'peers.sh'} {n}", flush=True)
             figures["peers"] = peers.run(res, n)
@@ -110,18 +126,22 @@ def main(argv: list[str]) -> int:
                 if key in figures.get("pipeline", {}):
                     peers.ratios(res, figures["pipeline"][key], f"mailticket {key}",
                                  figures["peers"])
+            watch.lap("peers")
         if "accept" in chosen:
             print("\n(a) smtp accept into the durable spool", flush=True)
             figures["accept"] = accept.run(res, database, tmp, corpus)
+            watch.lap("accept")
         if "sla" in chosen:
             print("\n(c) sla scan: indexed due-ticket query (sla.py not measured yet)", flush=True)
             sizes = tuple(s for s in sla_scan.SIZES if s <= _env("BENCH_SLA_MAX", 1_000_000))
             figures["sla"] = sla_scan.run(res, database, tmp, sizes)
+            watch.lap("sla")
         if "memory" in chosen:
             print("\n(d) peak rss (VmHWM of a child process)", flush=True)
             figures["memory"] = memory.attachment(res, database, tmp, domains)
             memory.queue(res, database, tmp, mails, domains, _env("BENCH_RSS_MAILS", 10_000),
                          float(_env("BENCH_RSS_SECONDS", 30)))
+            watch.lap("memory")
         if "profile" in chosen:
             throughput.profile(database, tmp, mails[:300], domains)
     finally:

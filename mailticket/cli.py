@@ -1,5 +1,9 @@
 """The ``mailticket`` command: serve, check-config, db, tickets, spool, outbox.
 
+The SLA commands (``sla show``, ``report monthly``, ``oncall``) live in
+``cli_sla`` and the suppression list in ``cli_suppression``; ``main`` is the
+entry point for all of them.
+
 Errors a user can fix (bad config, unknown ticket, old schema) print one clear
 message and exit with the code of their ``MailticketError`` class; a traceback
 appears only for bugs.
@@ -17,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mailticket import cli_sla, cli_suppression
 from mailticket import config as config_mod
 from mailticket import kb as kb_mod
 from mailticket.errors import MailticketError, NotFound
@@ -274,49 +279,12 @@ def cmd_kb_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sla_show(args: argparse.Namespace) -> int:
-    """Explain a ticket's SLA: plan, calendar intervals counted, pauses, events sent."""
-    from mailticket import sla_service
-    from mailticket.tickets import parse_ref
-
-    cfg = _load(args)
-    number = parse_ref(args.ref, cfg.mail.ticket_prefix)
-    with transaction(_factory(cfg)) as session:
-        ticket = session.get(Ticket, number) if number is not None else None
-        if ticket is None:
-            raise NotFound(f"no ticket {args.ref}")
-        print(f"{cfg.mail.ticket_prefix}-{ticket.id}  {ticket.subject}")
-        for line in sla_service.explain_ticket(session, cfg, ticket, _now()):
-            print(line)
-    return 0
-
-
-def cmd_report_monthly(args: argparse.Namespace) -> int:
-    """Build a contract's monthly report: mail it through the outbox, or write files."""
-    from mailticket import report_delivery, reports
-    from mailticket.notify import Notifier
-    from mailticket.render import Renderer
-
-    cfg = _load(args)
-    notifier = Notifier(cfg, Renderer(cfg.templates_dir))
-    with transaction(_factory(cfg)) as session:
-        report = reports.build(session, cfg, args.contract, args.month, _now())
-        if args.out:
-            for path in report_delivery.write_files(notifier, report, Path(args.out)):
-                print(path)
-            return 0
-        item = report_delivery.queue(session, notifier, report, _now())
-    if item is None:
-        raise MailticketError(f"the report of {args.contract} has no recipients")
-    print(f"monthly report {args.contract} {args.month}: queued for {', '.join(item.rcpt_tos)}")
-    return 0
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """Queue depths, oldest item, recent delivery failures: the 3 a.m. overview."""
     from mailticket.status import collect_status, format_status
 
-    status = collect_status(_factory(_load(args)), _now())
+    config = _load(args)
+    status = collect_status(_factory(config), _now(), tuple(a.name for a in config.imap))
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
     else:
@@ -411,20 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=5)
     p.set_defaults(func=cmd_kb_search)
 
-    sla = sub.add_parser("sla", help="SLA deadlines").add_subparsers(dest="sla_cmd", required=True)
-    p = sla.add_parser("show", help="explain a ticket's deadlines and the events sent")
-    p.add_argument("-c", "--config", default=argparse.SUPPRESS)
-    p.add_argument("ref")
-    p.set_defaults(func=cmd_sla_show)
-
-    rp = sub.add_parser("report", help="reports").add_subparsers(dest="r_cmd", required=True)
-    p = rp.add_parser("monthly", help="a contract's monthly report (mailed, or files with --out)")
-    p.add_argument("-c", "--config", default=argparse.SUPPRESS)
-    p.add_argument("--contract", required=True, help="contract id")
-    p.add_argument("--month", required=True, help="YYYY-MM")
-    p.add_argument("--out", help="write HTML, PNG and CSV into this directory instead of mailing")
-    p.set_defaults(func=cmd_report_monthly)
-
     for name, model in (("spool", SpoolItem), ("outbox", OutboxItem)):
         q = sub.add_parser(name, help=f"the {name} queue").add_subparsers(dest="q_cmd", required=True)
         p = q.add_parser("list", help=f"list {name} rows")
@@ -442,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-c", "--config", default=argparse.SUPPRESS)
             p.add_argument("id", type=int)
             p.set_defaults(func=lambda a, m=model: _queue_change(a, m, drop=True))
+    cli_suppression.register(sub)
+    cli_sla.register(sub)
     return parser
 
 

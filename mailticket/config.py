@@ -121,6 +121,8 @@ class MailConfig:
     unknown_sender_notices_per_day: int = 1
     # Automatic mail to one recipient per 24 h (RFC 3834 / Znuny's 40).
     auto_replies_per_recipient_per_day: int = 40
+    # Per-address exceptions to that cap, lower-cased address → mails per 24 h.
+    auto_reply_overrides: dict[str, int] = field(default_factory=dict, hash=False)
     # Authentication-Results authserv-ids whose DKIM results we trust.
     trusted_authserv_ids: tuple[str, ...] = ()
     # Reveal the engineer's name in replies to customers ("Anna via Support").
@@ -222,7 +224,7 @@ class OncallConfig:
 
 @dataclass(frozen=True)
 class ReportsConfig:
-    """``[reports]``: the scheduled monthly report of each contract."""
+    """``[reports]``: the scheduled monthly report of each contract, and report recipients."""
 
     monthly: bool = False
     # Day of the month (1-28) and local time the previous month's report goes out.
@@ -231,6 +233,9 @@ class ReportsConfig:
     timezone: str = "Europe/Moscow"
     # Copied on every monthly report, beside the contract's contacts.
     recipients: tuple[str, ...] = ()
+    # Copied on every incident report, beside the ticket's and contract's contacts and
+    # mail.admin_addresses.
+    incident_recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

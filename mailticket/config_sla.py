@@ -286,7 +286,7 @@ def _duration(
 
 
 _ONCALL_KEYS = ("rota", "start", "handover", "timezone")
-_REPORTS_KEYS = ("monthly", "day", "time", "timezone", "recipients")
+_REPORTS_KEYS = ("monthly", "day", "time", "timezone", "recipients", "incident_recipients")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 
 
@@ -346,7 +346,7 @@ def read_oncall(p: Problems, table: dict[str, Any], engineer_ids: set[str]) -> O
 
 
 def read_reports(p: Problems, table: dict[str, Any]) -> ReportsConfig:
-    """``[reports]``: whether and when the monthly reports go out, and who is copied."""
+    """``[reports]``: when the monthly reports go out, and who is copied on reports."""
     path: Key = ("reports",)
     check_keys(p, table, path, _REPORTS_KEYS)
     monthly: bool = get_value(p, table, path, "monthly", bool, False)
@@ -355,10 +355,14 @@ def read_reports(p: Problems, table: dict[str, Any]) -> ReportsConfig:
         p.add((*path, "day"), "must be between 1 and 28, so every month has it")
         day = 1
     recipients: tuple[str, ...] = get_value(p, table, path, "recipients", tuple[str, ...], ())
+    incident: tuple[str, ...] = get_value(
+        p, table, path, "incident_recipients", tuple[str, ...], ()
+    )
     return ReportsConfig(
         monthly=monthly,
         day=day,
         at=_clock_time(p, table, path, "time", time(9, 0)),
         timezone=_zone(p, table, path),
         recipients=read_addresses(p, recipients, (*path, "recipients")),
+        incident_recipients=read_addresses(p, incident, (*path, "incident_recipients")),
     )

@@ -284,7 +284,12 @@ def _read_relay(p: Problems, table: dict[str, Any], base: Path) -> RelayConfig:
 def _read_mail(p: Problems, table: dict[str, Any]) -> MailConfig:
     """``[mail]``: our addresses and the look of our mail."""
     path: Key = ("mail",)
-    values, _ = read_fields(p, table, path, MailConfig)
+    overrides = table.get("auto_reply_overrides")
+    plain = {k: v for k, v in table.items() if k != "auto_reply_overrides"}
+    values, _ = read_fields(p, plain, path, MailConfig, extra=("auto_reply_overrides",))
+    if overrides is not None:
+        values["auto_reply_overrides"] = _read_overrides(
+            p, overrides, (*path, "auto_reply_overrides"))
     if "support_addresses" in values:
         key = (*path, "support_addresses")
         values["support_addresses"] = read_addresses(
@@ -319,6 +324,21 @@ def _read_mail(p: Problems, table: dict[str, Any]) -> MailConfig:
             a.strip().lower() for a in values["trusted_authserv_ids"]
         )
     return MailConfig(**values)
+
+
+def _read_overrides(p: Problems, raw: object, path: Key) -> dict[str, int]:
+    """``[mail.auto_reply_overrides]``: address = automatic mails per 24 h (Znuny's per-address cap)."""
+    table = as_table(p, raw, path) or {}
+    result: dict[str, int] = {}
+    for address, limit in table.items():
+        problem = address_problem(address.strip())
+        if problem:
+            p.add((*path, address), problem)
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            p.add((*path, address), f"expected an integer >= 0, got {limit!r}")
+        else:
+            result[address.strip().lower()] = limit
+    return result
 
 
 def _read_worker(p: Problems, table: dict[str, Any]) -> WorkerConfig:

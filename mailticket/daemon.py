@@ -143,6 +143,7 @@ async def serve(config: Config) -> None:
             authenticator=authenticator,
             max_connections=listener.max_connections,
             max_connections_per_ip=listener.max_connections_per_ip,
+            metrics=app.metrics,
         )
         servers.append(server)
         log.info("listening", extra={"protocol": listener.protocol, "host": listener.host,
@@ -177,7 +178,7 @@ async def serve(config: Config) -> None:
     for thread in threads:
         thread.start()
     imap_stop = threading.Event()
-    imap_threads = start_pollers(config.imap, app.factory, imap_stop)
+    imap_threads = start_pollers(config.imap, app.factory, imap_stop, metrics=app.metrics)
     reloader.attach(workers)
     watchdog = Watchdog(workers, config)
     # SLA scan (at once, to catch up after downtime, then every minute), reports, housekeeping.

@@ -20,7 +20,7 @@ from mailticket.log import get as get_logger
 from mailticket.mail import addresses
 from mailticket.mail.parse import InboundMail
 from mailticket.mail.quotes import strip_reply
-from mailticket.model import ArticleKind, Direction, Line, Priority, Status
+from mailticket.model import ArticleKind, Direction, Line, MailKind, Priority, Status
 from mailticket.store.schema import Article, OutboxItem, QueueState, Ticket
 from mailticket.threader import thread_keys
 
@@ -160,6 +160,8 @@ def apply(ctx: Context, work: Work) -> Work | Outcome:
     assert work.mail is not None and work.auth is not None and work.ticket is not None
     mail, ticket, engineer = work.mail, work.ticket, work.auth.principal.address
     evidence = work.auth.principal.evidence.value
+    if work.kind != MailKind.NORMAL:
+        return _keep_auto_reply(ctx, work)
     parsed = parse_commands(strip_reply(mail.text))
     results: list[dict[str, object]] = []
     errors: list[CommandError] = list(parsed.errors)
@@ -218,6 +220,27 @@ def apply(ctx: Context, work: Work) -> Work | Outcome:
     import dataclasses
 
     return dataclasses.replace(work, event="engineer_reply")
+
+
+def _keep_auto_reply(ctx: Context, work: Work) -> Outcome:
+    """An engineer's out-of-office (any RFC 3834 robot) answering a notice: kept, no effect.
+
+    Automatic mail never acts (SECURITY.md R3.1), even with a valid token: no
+    commands, no copy to the customer, no assignment, and the first response
+    stays due. Without this, an engineer's vacation notice reached the customer
+    as the engineer's answer and stopped the SLA timer.
+    """
+    assert work.mail is not None and work.auth is not None and work.ticket is not None
+    engineer, evidence = work.auth.principal.address, work.auth.principal.evidence.value
+    tickets.add_article(
+        ctx.session, work.ticket, direction=Direction.IN, kind=ArticleKind.AUTO,
+        from_addr=engineer, to_addrs=[], subject=work.mail.subject, text=work.mail.text,
+        now=ctx.now, message_id=work.mail.message_id, spool_id=work.spool_id, author=engineer,
+        evidence=evidence,
+    )
+    tickets.audit(ctx.session, work.ticket.id, engineer, "auto_reply_kept",
+                  {"reason": work.kind_reason, "spool_id": work.spool_id}, ctx.now, evidence)
+    return _outcome(QueueState.DONE, "engineer_auto", work.ticket.id, work.kind_reason)
 
 
 def _apply_one(ctx: Context, ticket: Ticket, command: Command, engineer: str, evidence: str) -> str:

@@ -2,7 +2,9 @@
 
 * A **warning** goes to whoever works the ticket: its assignee, else the
   contract's dedicated engineer, else the engineers of its line
-  (:func:`mailticket.notify.engineers_for`).
+  (:func:`mailticket.notify.engineers_for`). When that is the contract's
+  dedicated engineer, the contract's deputy is copied, as on every other
+  notice about the dedicated engineer's tickets.
 * A **breach** goes to them too, and escalates: the engineers of the *next*
   support line (L1 → L2 → L3 → L4) and the contract's dedicated engineer.
 * Every event of a **critical** ticket also pages the current on-call pair from
@@ -21,14 +23,14 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from mailticket import notify, oncall
+from mailticket import notify, oncall, suppression
 from mailticket.mail import addresses
 from mailticket.model import Line, Priority
 from mailticket.notify import Notifier
 from mailticket.sla import EventKind, SlaEventDue
 from mailticket.store.schema import OutboxItem, Ticket
 
-ASSIGNEE, ESCALATION, ONCALL = "assignee", "escalation", "oncall"
+ASSIGNEE, DEPUTY, ESCALATION, ONCALL = "assignee", "deputy", "escalation", "oncall"
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,15 @@ def recipients(
     """Everyone who hears about a ``kind`` event on ``ticket`` at ``now``, without repeats."""
     config = notifier.config
     found = [Recipient(address, ASSIGNEE) for address in notify.engineers_for(notifier, ticket)]
+    contract = config.contracts.get(ticket.contract_id or "")
+    if (contract is not None and contract.deputy_engineer and contract.dedicated_engineer
+            and [r.address for r in found] == [contract.dedicated_engineer]):
+        found.append(Recipient(contract.deputy_engineer, DEPUTY))
     if kind is EventKind.BREACH:
         upper = Line(ticket.line).next()
         if upper is not None:
             found += [Recipient(e.address, ESCALATION) for e in config.engineers.values()
                       if e.line == upper]
-        contract = config.contracts.get(ticket.contract_id or "")
         if contract is not None and contract.dedicated_engineer:
             found.append(Recipient(contract.dedicated_engineer, ESCALATION))
     if ticket.priority == Priority.CRITICAL:
@@ -74,7 +79,10 @@ def send(
     template = "sla_warning" if event.kind is EventKind.WARNING else "sla_breach"
     deadline = event.due_at or event.deadline
     items: list[OutboxItem] = []
-    for recipient in recipients(notifier, ticket, event.kind, now):
+    people = recipients(notifier, ticket, event.kind, now)
+    # One suppression query per event, not one (and an autoflush) per mail.
+    blocked = suppression.suppressed_among(session, [r.address for r in people])
+    for recipient in people:
         person = config.engineers.get(recipient.address)
         token = addresses.make_reply_token(
             config.mail.reply_token_secret, ticket.id, recipient.address, now.date()
@@ -95,6 +103,7 @@ def send(
             now=now,
             ticket=ticket,
             reply_to=addresses.reply_address(notifier.support_address, token),
+            suppressed=blocked,
         )
         if item is not None:
             items.append(item)

@@ -1,7 +1,8 @@
 """The incident report ("Сообщение о нарушениях") mailed when a critical ticket is resolved.
 
-Issue 6 §6: the contract's contacts on the ticket and the admins get the
-ticket's timeline, the response and restore times against the SLA (business
+Issue 6 §6: the customer's side (the ticket's contacts, then the contacts
+listed on the contract) and our side (``mail.admin_addresses`` and
+``reports.incident_recipients``) get the ticket's timeline, the response and restore times against the SLA (business
 minutes used against the target), the breaches that were sent, and the cause
 and actions engineers recorded with ``#cause`` and ``#actions``.
 
@@ -153,6 +154,20 @@ def context(session: Session, notifier: Notifier, ticket: Ticket) -> dict[str, A
     }
 
 
+def recipients(config: Config, ticket: Ticket) -> tuple[list[str], list[str]]:
+    """The customer's addresses (in the ticket's locale) and ours, without repeats.
+
+    Customers: the ticket's contacts, then the contract's listed contacts. Ours: the
+    admins and ``reports.incident_recipients``, unless already among the customers.
+    """
+    contract = config.contracts.get(ticket.contract_id or "")
+    listed = contract.contacts if contract is not None else ()
+    contacts = list(dict.fromkeys([*(c.address for c in ticket.contacts), *listed]))
+    ours = [*config.mail.admin_addresses, *config.reports.incident_recipients]
+    staff = [a for a in dict.fromkeys(ours) if a not in contacts]
+    return contacts, staff
+
+
 def report_if_due(
     session: Session, notifier: Notifier, ticket: Ticket, now: datetime
 ) -> list[OutboxItem]:
@@ -164,8 +179,7 @@ def report_if_due(
                          deadline=ticket.resolved_at, created_at=now))
     session.flush()
     data = context(session, notifier, ticket)
-    config = notifier.config
-    contacts = [c.address for c in ticket.contacts]
+    contacts, staff = recipients(notifier.config, ticket)
     items: list[OutboxItem | None] = []
     if contacts:
         items.append(notify.queue_mail(
@@ -173,11 +187,10 @@ def report_if_due(
             template="incident_report", locale=ticket.locale, context=data, now=now,
             ticket=ticket,
         ))
-    admins = [a for a in config.mail.admin_addresses if a not in contacts]
-    if admins:
+    if staff:
         items.append(notify.queue_mail(
-            session, notifier, kind="incident_report", to=admins,
-            template="incident_report", locale=config.mail.default_locale, context=data,
-            now=now, ticket=ticket,
+            session, notifier, kind="incident_report", to=staff,
+            template="incident_report", locale=notifier.config.mail.default_locale,
+            context=data, now=now, ticket=ticket,
         ))
     return [item for item in items if item is not None]

@@ -150,6 +150,10 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.imap_polls = Counter(
+            "mailticket_imap_polls", "IMAP polls by account and outcome (ok or the fault kind)",
+            ["account", "outcome"], registry=r,
+        )
         self.pipeline_seconds = Histogram(
             "mailticket_pipeline_seconds", "Time to process one spool item",
             buckets=PIPELINE_BUCKETS, registry=r,
@@ -168,7 +172,8 @@ class Metrics:
             self.registry.register(self._queues)
 
     def observe_received(self, source: str) -> None:
-        """One mail committed to the spool (``smtp``, ``lmtp``, ``submission``, ``imap``)."""
+        """One mail committed to the spool (``smtp``, ``lmtp``, ``submission``, ``imap``,
+        ``imap-oversize``)."""
         self.mail_in.labels(source=source).inc()
 
     def observe_processed(self, state: str, code: str, seconds: float) -> None:
@@ -191,8 +196,13 @@ class Metrics:
             self.mail_quarantined.labels(reason="max_attempts").inc()
 
     def observe_rejected(self, reason: str) -> None:
-        """A refusal outside the pipeline, e.g. ``550_recipient`` or ``552_too_large`` at SMTP."""
+        """A refusal outside the pipeline: every 4xx/5xx the listener sends, by reason
+        (``550_recipient``, ``552_too_large``, ``451_tempfail``, ``421_too_many_connections``…)."""
         self.mail_rejected.labels(reason=reason).inc()
+
+    def observe_imap_poll(self, account: str, outcome: str) -> None:
+        """One IMAP poll finished: ``ok`` or a fault kind such as ``login_failed``."""
+        self.imap_polls.labels(account=account, outcome=outcome).inc()
 
     def observe_sent(self, kind: str, seconds: float) -> None:
         """One outbox row accepted by the relay; ``kind`` is the outbox row's kind."""

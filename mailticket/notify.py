@@ -8,20 +8,34 @@ loop with another robot burns out instead of flooding both sides.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    case,
+    event,
+    false,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mailticket import suppression
 from mailticket.config import Config
 from mailticket.log import get as get_logger
 from mailticket.mail import addresses, compose
 from mailticket.model import ArticleKind, Direction, Line
-from mailticket.render import Renderer
+from mailticket.render import Rendered, Renderer
 from mailticket.store.schema import AutoReplyLog, OutboxItem, QueueState, Ticket
 from mailticket.tickets import add_article, index_message_id, ref_of
 
@@ -84,6 +98,32 @@ def ticket_context(notifier: Notifier, ticket: Ticket) -> dict[str, Any]:
     }
 
 
+def _auto_mail_counts(with_ticket: bool) -> Select[tuple[int, int, int]]:
+    """Every cap of :func:`auto_mail_allowed` in one query, built once.
+
+    Counts the recipient's automatic mail since ``:since`` (on the recipient
+    index), of those the ones of ``:kind`` (and ``:ticket_id``), and the
+    ticket's automatic mail to anyone since ``:hour``.
+    """
+    log_ = AutoReplyLog
+    today = (log_.recipient == bindparam("recipient")) & (log_.sent_at >= bindparam("since"))
+    same_kind = today & (log_.kind == bindparam("kind"))
+    this_hour: ColumnElement[bool] = false()
+    where = today
+    if with_ticket:
+        same_kind = same_kind & (log_.ticket_id == bindparam("ticket_id"))
+        this_hour = (log_.ticket_id == bindparam("ticket_id")) & (log_.sent_at >= bindparam("hour"))
+        where = or_(today, this_hour)
+    return select(
+        *(func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+          for cond in (today, same_kind, this_hour))
+    ).select_from(log_).where(where)
+
+
+_AUTO_MAIL_COUNTS = _auto_mail_counts(with_ticket=False)
+_AUTO_MAIL_COUNTS_TICKET = _auto_mail_counts(with_ticket=True)
+
+
 def auto_mail_allowed(
     session: Session, notifier: Notifier, recipient: str, kind: str, now: datetime,
     *, per_day: int | None = None, ticket_id: int | None = None,
@@ -102,25 +142,55 @@ def auto_mail_allowed(
     mail_cfg = notifier.config.mail
     overrides: Mapping[str, int] = getattr(mail_cfg, "auto_reply_overrides", None) or {}
     daily = overrides.get(recipient.lower(), mail_cfg.auto_replies_per_recipient_per_day)
-    to_recipient = select(func.count()).select_from(AutoReplyLog).where(
-        AutoReplyLog.recipient == recipient, AutoReplyLog.sent_at >= since
-    )
-    if int(session.scalar(to_recipient) or 0) >= daily:
+    params = {"recipient": recipient, "since": since, "kind": kind}
+    if ticket_id is None:
+        counts = session.execute(_AUTO_MAIL_COUNTS, params).one()
+    else:
+        params.update(ticket_id=ticket_id, hour=now - timedelta(hours=1))
+        counts = session.execute(_AUTO_MAIL_COUNTS_TICKET, params).one()
+    to_recipient, of_kind, for_ticket = (int(c or 0) for c in counts)
+    if to_recipient >= daily or (per_day is not None and of_kind >= per_day):
         return False
-    if per_day is not None:
-        query = to_recipient.where(AutoReplyLog.kind == kind)
-        if ticket_id is not None:
-            query = query.where(AutoReplyLog.ticket_id == ticket_id)
-        if int(session.scalar(query) or 0) >= per_day:
-            return False
-    if ticket_id is not None:
-        this_hour = select(func.count()).select_from(AutoReplyLog).where(
-            AutoReplyLog.ticket_id == ticket_id,
-            AutoReplyLog.sent_at >= now - timedelta(hours=1),
+    return for_ticket < AUTO_MAILS_PER_TICKET_PER_HOUR  # always 0 without a ticket
+
+
+# Outbox rows queued in a session whose VERP envelope sender still needs their id.
+_VERP_PENDING = "mailticket.notify.verp_pending"
+_OUTBOX = OutboxItem.__table__
+_SET_ENVELOPE_FROM = (
+    update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(envelope_from=bindparam("verp"))
+)
+# Rate-limit log rows are only ever counted in SQL: written with one Core statement.
+_INSERT_AUTO_REPLY = insert(AutoReplyLog.__table__)
+
+
+def _stamp_verp(session: Session, _flush_context: Any) -> None:
+    """After a flush gave queued outbox rows their ids, give each its VERP envelope sender.
+
+    One UPDATE for every row of the flush, written straight away and recorded
+    as the rows' stored value, so it costs no second flush. A row dropped by a
+    rolled-back savepoint is forgotten.
+    """
+    pending = session.info.get(_VERP_PENDING)
+    if not pending:
+        return
+    waiting, stamped = [], []
+    for item, support, secret in pending:
+        state = inspect(item)
+        if state.persistent:
+            stamped.append((item, addresses.verp_return_path(support, item.id, secret)))
+        elif state.pending:
+            waiting.append((item, support, secret))
+    session.info[_VERP_PENDING] = waiting
+    if stamped:
+        session.connection().execute(
+            _SET_ENVELOPE_FROM, [{"row_id": item.id, "verp": verp} for item, verp in stamped]
         )
-        if int(session.scalar(this_hour) or 0) >= AUTO_MAILS_PER_TICKET_PER_HOUR:
-            return False
-    return True
+        for item, verp in stamped:
+            set_committed_value(item, "envelope_from", verp)
+
+
+event.listen(Session, "after_flush_postexec", _stamp_verp)
 
 
 def queue_mail(
@@ -142,14 +212,21 @@ def queue_mail(
     from_name: str | None = None,
     subject_tag: bool = True,
     attachments: Sequence[tuple[str, str, bytes]] = (),
+    rendered: Rendered | None = None,
+    suppressed: Collection[str] | None = None,
 ) -> OutboxItem | None:
     """Render, compose and queue one mail; it leaves when the transaction commits.
 
     Suppressed recipients (repeated permanent failures, see ``suppression``)
     are left out and logged; when nobody is left, nothing is queued and the
-    result is None.
+    result is None. The row's VERP ``envelope_from`` is set at the session's
+    next flush, when the row has its id. A caller sending one text to several people may pass it
+    ``rendered`` and the ``suppressed`` addresses among all of them, so both
+    are worked out once.
     """
-    blocked = suppression.suppressed_among(session, [*to, *cc])
+    everyone = [*to, *cc]
+    blocked = (suppression.suppressed_among(session, everyone) if suppressed is None
+               else {a for a in everyone if a in suppressed})
     if blocked:
         log.warning("suppressed recipients left out", extra={
             "kind": kind, "ticket": ticket.id if ticket is not None else None,
@@ -161,7 +238,8 @@ def queue_mail(
             to, cc = list(cc[:1]), list(cc[1:])
         if not to:
             return None
-    rendered = notifier.renderer.render(template, locale, context)
+    if rendered is None:
+        rendered = notifier.renderer.render(template, locale, context)
     subject = rendered.subject
     refs = list(references)
     if ticket is not None:
@@ -170,7 +248,7 @@ def queue_mail(
         if subject_tag:
             subject = compose.subject_with_tag(subject, ref_of(ticket, notifier.config.mail.ticket_prefix).tag)
     message_id = compose.new_message_id(notifier.domain)
-    msg = compose.compose(
+    raw = compose.compose_bytes(
         from_addr=notifier.support_address,
         from_name=from_name if from_name is not None else notifier.config.mail.from_name,
         to=list(to),
@@ -193,31 +271,27 @@ def queue_mail(
         envelope_from=notifier.support_address,
         rcpt_tos=[*to, *cc],
         message_id=message_id,
-        raw=compose.to_bytes(msg),
+        raw=raw,
         state=QueueState.QUEUED,
         attempts=0,
         next_attempt_at=now,
         created_at=now,
     )
     session.add(item)
-    session.flush()
     # VERP: the envelope sender names this row, so a bounce finds it without
-    # trusting anything in the bounce body.
-    item.envelope_from = addresses.verp_return_path(
-        notifier.support_address, item.id, notifier.config.mail.reply_token_secret
+    # trusting anything in the bounce body. The row has no id until the next
+    # flush, which writes it (see _stamp_verp); no flush per mail here.
+    session.info.setdefault(_VERP_PENDING, []).append(
+        (item, notifier.support_address, notifier.config.mail.reply_token_secret)
     )
     if ticket is not None:
-        index_message_id(session, message_id, ticket.id, None, Direction.OUT)
+        index_message_id(session, message_id, ticket.id, None, Direction.OUT, fresh=True)
     if auto_submitted != "no":
-        for recipient in [*to, *cc]:
-            session.add(
-                AutoReplyLog(
-                    recipient=recipient,
-                    kind=kind,
-                    ticket_id=ticket.id if ticket is not None else None,
-                    sent_at=now,
-                )
-            )
+        ticket_id = ticket.id if ticket is not None else None
+        session.connection().execute(_INSERT_AUTO_REPLY, [
+            {"recipient": recipient, "kind": kind, "ticket_id": ticket_id, "sent_at": now}
+            for recipient in [*to, *cc]
+        ])
     return item
 
 
@@ -231,14 +305,19 @@ def acknowledge(
     in_reply_to: str | None,
     references: Sequence[str],
     now: datetime,
+    suppressed: Collection[str] | None = None,
 ) -> OutboxItem | None:
-    """Send the customer an acknowledgement with the ticket reference (rate-limited)."""
+    """Send the customer an acknowledgement with the ticket reference (rate-limited).
+
+    ``suppressed``: the caller's lookup of suppressed addresses (see :func:`queue_mail`).
+    """
     if not auto_mail_allowed(session, notifier, to, "ack", now, per_day=1, ticket_id=ticket.id):
         return None
+    about = ticket_context(notifier, ticket)
     context = {
-        "ticket": ticket_context(notifier, ticket),
+        "ticket": about,
         "customer_name": customer_name,
-        "contract_name": ticket_context(notifier, ticket)["contract_name"],
+        "contract_name": about["contract_name"],
         "support_address": notifier.support_address,
     }
     item = queue_mail(
@@ -254,6 +333,7 @@ def acknowledge(
         in_reply_to=in_reply_to,
         references=[*references, *([in_reply_to] if in_reply_to else [])],
         auto_submitted="auto-replied",
+        suppressed=suppressed,
     )
     add_article(
         session,
@@ -294,24 +374,39 @@ def notify_engineers(
     now: datetime,
     recipients: Sequence[str] | None = None,
     suggestions: Sequence[Mapping[str, str]] = (),
+    suppressed: Collection[str] | None = None,
 ) -> list[OutboxItem]:
-    """One copy per engineer, each with its own signed Reply-To token."""
+    """One copy per engineer, each with its own signed Reply-To token.
+
+    The text is the same for every engineer of one locale, so it is rendered
+    once per locale; suppressed addresses are looked up once for all of them
+    (or taken from ``suppressed``, the caller's lookup).
+    """
+    engineers = list(recipients if recipients is not None else engineers_for(notifier, ticket))
+    if not engineers:
+        return []
+    context = {
+        "ticket": ticket_context(notifier, ticket),
+        "event": event,
+        "from_addr": from_addr,
+        "from_name": from_name,
+        "text": text,
+        "attachments": list(attachments),
+        "suggestions": list(suggestions),
+    }
+    blocked = (suppression.suppressed_among(session, engineers) if suppressed is None
+               else suppressed)
+    texts: dict[str, Rendered] = {}
     items = []
-    for engineer in recipients if recipients is not None else engineers_for(notifier, ticket):
+    for engineer in engineers:
         token = addresses.make_reply_token(
             notifier.config.mail.reply_token_secret, ticket.id, engineer, now.date()
         )
         reply_to = addresses.reply_address(notifier.support_address, token)
         person = notifier.config.engineers.get(engineer)
-        context = {
-            "ticket": ticket_context(notifier, ticket),
-            "event": event,
-            "from_addr": from_addr,
-            "from_name": from_name,
-            "text": text,
-            "attachments": list(attachments),
-            "suggestions": list(suggestions),
-        }
+        locale = person.locale if person else notifier.config.mail.default_locale
+        if locale not in texts:
+            texts[locale] = notifier.renderer.render("engineer_notice", locale, context)
         items.append(
             queue_mail(
                 session,
@@ -319,12 +414,14 @@ def notify_engineers(
                 kind=f"engineer_{event}",
                 to=[engineer],
                 template="engineer_notice",
-                locale=person.locale if person else notifier.config.mail.default_locale,
+                locale=locale,
                 context=context,
                 now=now,
                 ticket=ticket,
                 reply_to=reply_to,
                 auto_submitted="auto-generated",
+                rendered=texts[locale],
+                suppressed=blocked,
             )
         )
     return items

@@ -21,13 +21,12 @@ from sqlalchemy.orm import Session
 
 from mailticket import (
     alert_tickets,
+    customer_replies,
     engineer_replies,
     feedback,
     incident,
-    kb,
     monitoring,
     notify,
-    routing,
     sla_service,
     tickets,
 )
@@ -36,19 +35,9 @@ from mailticket.config import Config
 from mailticket.errors import UnparseableMessage
 from mailticket.log import get as get_logger
 from mailticket.mail import classify as classify_mod
-from mailticket.mail.compose import strip_reply_prefixes
 from mailticket.mail.parse import InboundMail
 from mailticket.mail.parse import parse as parse_mail
-from mailticket.mail.quotes import strip_reply
-from mailticket.model import (
-    ArticleKind,
-    Direction,
-    Envelope,
-    MailKind,
-    PrincipalKind,
-    Priority,
-    Status,
-)
+from mailticket.model import Envelope, MailKind, PrincipalKind
 from mailticket.store.schema import QueueState, SpoolItem, Ticket
 from mailticket.threader import thread_keys
 
@@ -254,153 +243,14 @@ def apply_commands(work: Work, ctx: Context) -> Work | Outcome:
 
 def persist(work: Work, ctx: Context) -> Work | Outcome:
     """Store the customer's mail as a new ticket or an article on its thread."""
-    mail, principal = _mail(work), _auth(work).principal
-    if principal.kind == PrincipalKind.ENGINEER:
+    if _auth(work).principal.kind == PrincipalKind.ENGINEER:
         return work  # the engineer path persisted in apply_commands
-    if (rated := feedback.from_reply(ctx, work)) is not None:
-        return rated  # "5" in reply to a rating request rates; it does not reopen
-    ticket, event = work.ticket, ""
-    if ticket is None:
-        contract = ctx.config.contracts.get(principal.contract_id or "")
-        route = routing.decide(ctx.config, contract, sender=principal.address, subject=mail.subject)
-        ticket = tickets.open_ticket(
-            ctx.session,
-            subject=strip_reply_prefixes(mail.subject),
-            contract=contract,
-            requester=principal.address,
-            priority=route.priority,
-            now=ctx.now,
-            assignee=route.assignee,
-            locale=contract.locale if contract else ctx.config.mail.default_locale,
-        )
-        routing.stamp(ctx.session, ticket, route, principal.address, ctx.now)
-        tickets.audit(ctx.session, ticket.id, principal.address, "opened",
-                      {"spool_id": work.spool_id, "message_id": mail.message_id}, ctx.now)
-        event = "new"
-    elif work.kind == MailKind.NORMAL and _past_reopen_window(ctx, ticket):
-        old = ticket
-        ticket = _follow_up(ctx, old, principal.address, principal.contract_id, mail, work.spool_id)
-        event = "new"
-    elif work.kind == MailKind.NORMAL:
-        event = "reply"
-        if Status(ticket.status) in (Status.RESOLVED, Status.CLOSED):
-            tickets.change_status(ctx.session, ticket, Status.OPEN, actor=principal.address, now=ctx.now)
-            event = "reopened"
-        elif Status(ticket.status) == Status.WAITING:
-            tickets.change_status(ctx.session, ticket, Status.OPEN, actor=principal.address, now=ctx.now)
-    else:
-        event = "auto"
-    if work.kind == MailKind.NORMAL:
-        _add_colleagues(ctx, ticket, mail, principal.contract_id)
-    tickets.add_article(
-        ctx.session,
-        ticket,
-        direction=Direction.IN,
-        kind=ArticleKind.CUSTOMER if work.kind == MailKind.NORMAL else ArticleKind.AUTO,
-        from_addr=principal.address,
-        to_addrs=[*mail.to, *mail.cc],
-        subject=mail.subject,
-        text=mail.text,
-        html=mail.html,
-        message_id=mail.message_id,
-        spool_id=work.spool_id,
-        author=principal.address,
-        defects=mail.defects,
-        attachments=[(a.filename, a.content_type, a.data) for a in mail.attachments],
-        now=ctx.now,
-    )
-    if work.kind == MailKind.NORMAL and event != "new" and _asks_to_close(ctx, mail):
-        tickets.change_status(ctx.session, ticket, Status.CLOSED, actor=principal.address,
-                              now=ctx.now)
-        event = "closed"
-    return dataclasses.replace(work, ticket=ticket, event=event)
-
-
-def _past_reopen_window(ctx: Context, ticket: Ticket) -> bool:
-    """A reply long after resolution starts a new ticket instead of reopening the old one."""
-    if Status(ticket.status) not in (Status.RESOLVED, Status.CLOSED):
-        return False
-    ended = ticket.closed_at or ticket.resolved_at
-    window = timedelta(days=ctx.config.mail.reopen_window_days)
-    return ended is not None and ctx.now - ended > window
-
-
-def _follow_up(ctx: Context, old: Ticket, requester: str, contract_id: str | None,
-               mail: InboundMail, spool_id: int) -> Ticket:
-    """Open a new ticket for a late reply, linked both ways in the audit log."""
-    contract = ctx.config.contracts.get(contract_id or "")
-    ticket = tickets.open_ticket(
-        ctx.session, subject=strip_reply_prefixes(mail.subject) or old.subject, contract=contract,
-        requester=requester, priority=Priority(old.priority), now=ctx.now,
-        assignee=old.assignee, locale=old.locale,
-    )
-    prefix = ctx.config.mail.ticket_prefix
-    tickets.audit(ctx.session, ticket.id, requester, "opened",
-                  {"spool_id": spool_id, "follows": f"{prefix}-{old.id}"}, ctx.now)
-    tickets.audit(ctx.session, old.id, requester, "followed_up",
-                  {"by": f"{prefix}-{ticket.id}"}, ctx.now)
-    return ticket
-
-
-def _asks_to_close(ctx: Context, mail: InboundMail) -> bool:
-    """Whether the customer's new text starts with a configured close phrase."""
-    lines = [line.strip() for line in strip_reply(mail.text).splitlines() if line.strip()]
-    if not lines:
-        return False
-    first = lines[0].casefold()
-    return any(first == phrase.casefold() for phrase in ctx.config.mail.close_phrases)
-
-
-def _add_colleagues(ctx: Context, ticket: Ticket, mail: InboundMail, contract_id: str | None) -> None:
-    """Colleagues of the same contract in To/Cc are copied on the ticket from now on."""
-    if contract_id is None:
-        return
-    contract = ctx.config.contracts.get(contract_id)
-    if contract is None:
-        return
-    ours = {a.lower() for a in ctx.config.mail.support_addresses}
-    for address in (*mail.to, *mail.cc):
-        if address in ours or address == ticket.requester or "+" in address.split("@")[0]:
-            continue
-        domain = address.rpartition("@")[2]
-        if address in contract.contacts or any(
-            domain == d or domain.endswith("." + d) for d in contract.domains
-        ):
-            tickets.add_contact(ticket, address)
+    return customer_replies.persist(ctx, work)
 
 
 def notify_stage(work: Work, ctx: Context) -> Work | Outcome:
     """Acknowledge new tickets and tell engineers; robots get nothing."""
-    mail, ticket = _mail(work), work.ticket
-    assert ticket is not None
-    if work.event == "new":
-        notify.acknowledge(
-            ctx.session,
-            ctx.notifier,
-            ticket,
-            to=ticket.requester,
-            customer_name=mail.from_name,
-            in_reply_to=mail.message_id,
-            references=mail.references,
-            now=ctx.now,
-        )
-    if work.event in ("new", "reply", "reopened", "closed"):
-        notify.notify_engineers(
-            ctx.session,
-            ctx.notifier,
-            ticket,
-            event="reply" if work.event == "closed" else work.event,
-            from_addr=mail.from_addr,
-            from_name=mail.from_name,
-            text=mail.text,
-            attachments=[a.filename for a in mail.attachments],
-            now=ctx.now,
-            recipients=routing.notice_recipients(ctx.config, ticket.contract_id, ticket.assignee),
-            suggestions=(kb.suggest(ctx.config, ticket.subject, mail.text)
-                         if work.event == "new" else ()),
-        )
-    feedback.request_rating(ctx, ticket, work.event)
-    return work
+    return customer_replies.announce(ctx, work)
 
 
 STAGES: tuple[Stage, ...] = (

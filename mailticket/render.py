@@ -151,6 +151,9 @@ def _environment(directory: Path, locale: str, *, html: bool) -> jinja2.Environm
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        # Templates change with a config reload (SIGHUP builds a new Renderer), not
+        # under a running one: no stat() of every file on every render.
+        auto_reload=False,
     )
     filters: dict[str, Callable[..., Any]] = {
         "datetime": partial(_datetime_filter, locale=locale),
@@ -198,6 +201,9 @@ class Renderer:
             )
             for locale in LOCALES
         }
+        # (name, asked locale) → the locale that renders it; files are read once, like
+        # the templates themselves.
+        self._locales: dict[tuple[str, str], str] = {}
 
     def names(self, locale: str) -> tuple[str, ...]:
         """Message templates available in ``locale`` (layout files excluded), sorted."""
@@ -208,9 +214,13 @@ class Renderer:
 
     def locale_for(self, name: str, locale: str) -> str:
         """The locale whose template will render ``name``: the asked one, else ``en``."""
-        chosen = normalise_locale(locale)
-        if not (self._dir / chosen / f"{name}.j2").is_file():
-            chosen = FALLBACK_LOCALE
+        key = (name, locale)
+        chosen = self._locales.get(key)
+        if chosen is None:
+            chosen = normalise_locale(locale)
+            if not (self._dir / chosen / f"{name}.j2").is_file():
+                chosen = FALLBACK_LOCALE
+            self._locales[key] = chosen
         return chosen
 
     def render(self, name: str, locale: str, context: Mapping[str, Any]) -> Rendered:

@@ -3,7 +3,10 @@
 Issue 6 §7: tickets by priority and line, SLA compliance per timer, median and
 90th-percentile response and resolution times (business minutes of the plan's
 calendar, pauses excluded, exactly as the SLA counts them), the busiest hours
-and weekdays (a chart and a CSV), and the most frequent subjects.
+and weekdays (a chart and a CSV), and the most frequent subjects. Issue 8 adds
+customer satisfaction (ratings of the tickets resolved in the month) and the
+services used (contract type, people vs. monitoring alerts, routing rules,
+engineer time); :mod:`mailticket.report_usage` computes those two sections.
 
 A ticket belongs to the month it was opened in, in ``reports.timezone``; its
 timers are evaluated as of the report's ``now``. ``mailticket report monthly``
@@ -29,11 +32,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailticket import sla_service
+from mailticket import report_usage, sla_service
 from mailticket.config import Config
 from mailticket.errors import MailticketError
 from mailticket.mail.compose import strip_reply_prefixes
 from mailticket.model import ArticleKind, Line, Priority
+from mailticket.report_usage import Satisfaction, Services
 from mailticket.sla import TicketClock, Timer, deadlines
 from mailticket.store.schema import Article, AuditEvent, Ticket
 
@@ -84,6 +88,8 @@ class MonthlyReport:
     by_hour: tuple[int, ...] = (0,) * 24
     by_weekday: tuple[int, ...] = (0,) * 7
     subjects: tuple[tuple[str, int], ...] = ()
+    satisfaction: Satisfaction = field(default_factory=Satisfaction)
+    services: Services = field(default_factory=Services)
 
 
 def month_bounds(month: str, timezone: str) -> tuple[datetime, datetime]:
@@ -214,6 +220,8 @@ def build(
         by_weekday=tuple(weekdays),
         subjects=tuple((spelling[k], n) for k, n in
                        sorted(subjects.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SUBJECTS]),
+        satisfaction=report_usage.satisfaction(session, config, contract.id, start, end),
+        services=report_usage.services(session, contract, tickets, start, end),
     )
 
 
@@ -247,7 +255,36 @@ def to_csv(report: MonthlyReport) -> str:
         writer.writerow(["weekday", day, count])
     for subject, count in report.subjects:
         writer.writerow(["subject", subject, count])
+    _usage_rows(writer, report)
     return out.getvalue()
+
+
+def _usage_rows(writer: Any, report: MonthlyReport) -> None:
+    """The satisfaction and services sections as CSV rows."""
+    sat, used = report.satisfaction, report.services
+    figures: list[tuple[str, object]] = [
+        ("resolved", sat.resolved), ("rating_requested", sat.requested), ("rated", sat.rated),
+        ("percent_rated", sat.percent_rated), ("average", sat.average),
+        ("low_threshold", sat.low_threshold),
+    ]
+    for key, value in figures:
+        writer.writerow(["satisfaction", key, "" if value is None else value])
+    for score, count in zip(report_usage.SCORES, sat.distribution, strict=True):
+        writer.writerow(["rating", score, count])
+    for low in sat.low:
+        writer.writerow(["low_rating", low.ref, low.rating])
+        writer.writerow(["low_rating_comment", low.ref, low.comment])
+    services: list[tuple[str, object]] = [
+        ("contract_type", used.contract_type), ("human_requests", used.human),
+        ("monitoring_alerts", used.alerts), ("alert_mails", used.alert_mails),
+        ("alert_flaps", used.alert_flaps), ("engineer_minutes", used.engineer_minutes),
+    ]
+    for key, value in services:
+        writer.writerow(["services", key, value])
+    for kind, count in used.by_contract_type.items():
+        writer.writerow(["contract_type", kind, count])
+    for rule, count in used.by_rule:
+        writer.writerow(["routing_rule", rule, count])
 
 
 def template_context(report: MonthlyReport, chart_src: str, csv_name: str) -> dict[str, Any]:

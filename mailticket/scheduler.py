@@ -113,6 +113,11 @@ class Scheduler:
         """The ids of the scheduled jobs (empty before ``start``)."""
         return [job.id for job in self._scheduler.get_jobs()] if self._scheduler else []
 
+    def next_run_time(self, job_id: str) -> datetime | None:
+        """When APScheduler will next run ``job_id`` (None before ``start`` or if absent)."""
+        job = self._scheduler.get_job(job_id) if self._scheduler else None
+        return job.next_run_time if job is not None else None
+
     def reconfigure(self, config: Config, notifier: Notifier) -> None:
         """SIGHUP: later runs use the new config (the report schedule needs a restart)."""
         self.config, self.notifier = config, notifier

@@ -1,7 +1,8 @@
 """Pure SLA evaluation: a ticket's clock, its plan and calendars, and ``now`` → deadlines.
 
 Nothing here reads the database or the system clock, so the same answer comes out in the
-scheduler, in ``mailticket sla show`` and in the incident report. The rules (issue 6 §3):
+scheduler, in ``mailticket sla show`` (worded by :mod:`mailticket.sla_explain`) and in the
+incident report. The rules (issue 6 §3):
 
 1. **Timers.** ``first_response`` and ``resolution`` run from ``created_at``.
    ``next_response`` exists only if the plan's targets set ``next_response_minutes``, the
@@ -47,10 +48,9 @@ import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from mailticket.business_hours import Span, working_intervals
-from mailticket.model import Calendar, Interval, Priority, SlaPlan
+from mailticket.model import Calendar, Priority, SlaPlan
 
 # A period in status ``waiting``: (start, end), end None while still waiting.
 Pause = tuple[datetime, datetime | None]
@@ -363,91 +363,3 @@ def evaluate(
                 upcoming.append(instant)
     events.sort(key=lambda e: (e.deadline, e.timer, e.kind))
     return SlaStatus(now, timers, tuple(events), min(upcoming, default=None))
-
-
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_SHOWN_INTERVALS = 8
-
-
-def _hours_text(hours: tuple[Interval, ...]) -> str:
-    if not hours:
-        return "off"
-    return ", ".join(f"{iv.start:%H:%M}–{iv.end:%H:%M}".replace("–00:00", "–24:00") for iv in hours)
-
-
-def _calendar_text(calendar: Calendar) -> str:
-    """``Mon–Fri 08:00–20:00; Sat–Sun off; 14 holidays, 1 extra working day``."""
-    if calendar.always_open:
-        return "24/7"
-    groups: list[tuple[int, int, str]] = []
-    for day, hours in enumerate(calendar.week):
-        text = _hours_text(hours)
-        if groups and groups[-1][2] == text:
-            groups[-1] = (groups[-1][0], day, text)
-        else:
-            groups.append((day, day, text))
-    parts = [f"{_WEEKDAYS[a]}{'–' + _WEEKDAYS[b] if b > a else ''} {text}" for a, b, text in groups]
-    parts.append(
-        f"holidays: {len(calendar.holidays)}, "
-        f"extra working days: {len(calendar.extra_working_days)}"
-    )
-    return "; ".join(parts)
-
-
-def explain(
-    clock: TicketClock, plan: SlaPlan, calendars: Mapping[str, Calendar], now: datetime
-) -> list[str]:
-    """Human-readable lines for ``mailticket sla show``: plan, calendar, pauses, timers, events."""
-    status = evaluate(clock, plan, calendars, now)
-    lines = [f"Plan: {plan.name} ({plan.id}); priority {clock.priority}"]
-    targets = plan.targets.get(clock.priority)
-    if targets is None:
-        return [*lines, "No SLA targets for this priority: no timers run."]
-    calendar = calendars[targets.calendar]
-    zone = ZoneInfo(calendar.timezone)
-
-    def show(t: datetime | None, missing: str = "—") -> str:
-        if t is None:
-            return missing
-        local = t.astimezone(zone)
-        seconds = ":%S" if local.second or local.microsecond else ""
-        return local.strftime(f"%Y-%m-%d %a %H:%M{seconds} %Z")
-
-    if 0 < plan.warn_ratio < 1:
-        lines[0] += f"; warning at {plan.warn_ratio:.0%} of each target"
-    lines.append(f"Calendar: {calendar.id} ({calendar.timezone}; {_calendar_text(calendar)})")
-    lines.append(f"Now: {show(status.now)}")
-    if not clock.pauses:
-        lines.append("Pauses: none")
-    for start, end in clock.pauses:
-        lines.append(f"Paused (waiting on customer): {show(start)} → {show(end, 'still waiting')}")
-    for timer, ts in status.timers.items():
-        d = ts.deadline
-        # The intervals that counted so far: up to now, or up to when the timer ended.
-        until = min(now, d.ended_at or now)
-        counted = []
-        for start, end in active_intervals(calendar, d.started_at, clock.pauses):
-            if start >= until:
-                break
-            counted.append((start, min(end, until)))
-        used = sum((end - start for start, end in counted), timedelta()) // _MINUTE
-        lines.append(
-            f"{timer}: {d.target_minutes} business min from {show(d.started_at)}; "
-            f"state {ts.state}; used {used} min"
-        )
-        lines.append(
-            f"  warning at {show(d.warn_at)}; due {show(d.due_at, 'unknown while paused')}"
-        )
-        if d.met_at is not None:
-            lines.append(f"  met at {show(d.met_at)}")
-        if d.stopped_at is not None:
-            lines.append(f"  stopped (resolved) at {show(d.stopped_at)}")
-        for start, end in counted[:_SHOWN_INTERVALS]:
-            minutes = (end - start) // _MINUTE
-            lines.append(f"  counted {show(start)} → {show(end)} ({minutes} min)")
-        if len(counted) > _SHOWN_INTERVALS:
-            lines.append(f"  … and {len(counted) - _SHOWN_INTERVALS} more intervals")
-    for event in status.events_due:
-        lines.append(f"Event due: {event.timer} {event.kind} at {show(event.deadline)}")
-    lines.append(f"Next check: {show(status.next_check_at, 'none (nothing more can fire)')}")
-    return lines

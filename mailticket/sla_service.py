@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,9 +30,9 @@ from mailticket.sla import (
     TicketClock,
     Timer,
     evaluate,
-    explain,
 )
-from mailticket.store.schema import Article, AuditEvent, SlaEvent, Ticket
+from mailticket.sla_explain import explain, show_time
+from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, Ticket
 
 # The sla_events "timer" of the marker that an incident report went out; it is not
 # an SLA timer, but the same unique key makes the report go out once per resolution.
@@ -180,22 +181,36 @@ def restamp(session: Session, config: Config, ticket: Ticket, now: datetime) -> 
 
 
 def explain_ticket(session: Session, config: Config, ticket: Ticket, now: datetime) -> list[str]:
-    """``mailticket sla show``: the plan, calendar, pauses and timers, then each event sent."""
+    """``mailticket sla show``: the plan, calendar, pauses and timers, then each event sent.
+
+    Each recorded event is listed with the mails it queued (matched by the scan's instant
+    and the outbox kind ``sla_<kind>_<role>``), so "who was told, and why" has an answer.
+    """
     found = ticket_sla(session, config, ticket)
+    events = session.scalars(
+        select(SlaEvent).where(SlaEvent.ticket_id == ticket.id).order_by(SlaEvent.id)
+    ).all()
     if found is None:
         lines = [f"No SLA: ticket has no contract with a known plan ({ticket.contract_id or '-'})"]
     else:
-        lines = explain(found.clock, found.plan, config.calendars, now)
-    events = session.scalars(
-        select(SlaEvent).where(SlaEvent.ticket_id == ticket.id).order_by(SlaEvent.id)
+        sent = {(e.timer, e.kind, e.deadline): e.created_at for e in events}
+        lines = explain(found.clock, found.plan, config.calendars, now, sent)
+    zone = ZoneInfo(found.calendar.timezone if found and found.calendar else "UTC")
+    mails = session.execute(
+        select(OutboxItem.kind, OutboxItem.rcpt_tos, OutboxItem.created_at)
+        .where(OutboxItem.ticket_id == ticket.id).order_by(OutboxItem.id)
     ).all()
     if not events:
         lines.append("Sent: nothing yet")
     for event in events:
-        incident = event.timer == INCIDENT_REPORT
-        what = "incident report" if incident else f"{event.timer} {event.kind}"
+        if event.timer == INCIDENT_REPORT:
+            what, prefix = "incident report", INCIDENT_REPORT
+        else:
+            what, prefix = f"{event.timer} {event.kind}", f"sla_{event.kind}_"
+        to = [f"{', '.join(rcpt)} ({kind.removeprefix(prefix) or 'customer and admins'})"
+              for kind, rcpt, at in mails if kind.startswith(prefix) and at == event.created_at]
         lines.append(
-            f"Sent: {what} for {event.deadline.isoformat(timespec='seconds')} "
-            f"at {event.created_at.isoformat(timespec='seconds')}"
+            f"Sent: {what} (threshold {show_time(event.deadline, zone)}) at "
+            f"{show_time(event.created_at, zone)} to {'; '.join(to) or 'nobody'}"
         )
     return lines

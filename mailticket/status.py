@@ -3,8 +3,9 @@
 Everything comes from the database, so the answer is the same whichever
 instance (or no instance at all) is running: queue depth per state for the
 spool and the outbox, the oldest waiting item, quarantined mail, outbox
-failures of the last 24 hours with their last errors, and when mail was last
-processed and sent. :func:`collect_status` returns plain JSON-ready data
+failures of the last 24 hours with their last errors, when mail was last
+processed and sent, and the last poll of each IMAP account (written by the
+pollers into ``imap_poll_state``). :func:`collect_status` returns plain JSON-ready data
 (``--json`` prints it as is); :func:`format_status` renders it for people.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket.store.schema import OutboxItem, QueueState, SpoolItem
+from mailticket.transport.imap_state import OK, poll_states
 
 ALL_STATES = (
     QueueState.QUEUED,
@@ -104,8 +106,39 @@ def _outbox_failures(session: Session, now: datetime) -> dict[str, Any]:
     }
 
 
-def collect_status(factory: sessionmaker[Session], now: datetime | None = None) -> Status:
-    """Read the queues' state from the database into a JSON-ready dict."""
+def _imap(session: Session, accounts: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The last poll of every account polled, plus configured ones never polled (as None)."""
+    out = {
+        row.account: {
+            "account": row.account,
+            "polled_at": _iso(row.polled_at),
+            "outcome": row.outcome,
+            "error": row.error,
+            "fetched": row.fetched,
+            "spooled": row.spooled,
+            "last_ok_at": _iso(row.last_ok_at),
+        }
+        for row in poll_states(session)
+    }
+    for name in accounts:
+        out.setdefault(
+            name,
+            {"account": name, "polled_at": None, "outcome": None, "error": None,
+             "fetched": 0, "spooled": 0, "last_ok_at": None},
+        )  # fmt: skip
+    return [out[name] for name in sorted(out)]
+
+
+def collect_status(
+    factory: sessionmaker[Session],
+    now: datetime | None = None,
+    imap_accounts: tuple[str, ...] = (),
+) -> Status:
+    """Read the queues' state from the database into a JSON-ready dict.
+
+    ``imap_accounts`` are the configured account names, so that one never
+    polled yet is listed too.
+    """
     now = now or datetime.now(UTC)
     with factory() as session:
         spool = _depth(session, SpoolItem)
@@ -131,6 +164,7 @@ def collect_status(factory: sessionmaker[Session], now: datetime | None = None) 
                     )
                 )
             ),
+            "imap": _imap(session, imap_accounts),
         }
 
 
@@ -183,4 +217,24 @@ def format_status(status: Status) -> str:
             f"  #{err['id']} {err['state']} {err['kind']} to {', '.join(err['rcpt_tos'])} "
             f"(attempt {err['attempts']}): {_one_line(err['error'])}"
         )
+    lines.extend(_imap_lines(status["imap"]))
     return "\n".join(lines) + "\n"
+
+
+def _imap_lines(accounts: list[dict[str, Any]]) -> list[str]:
+    if not accounts:
+        return ["imap: no account polled"]
+    lines = ["last imap poll per account:"]
+    for acct in accounts:
+        if acct["polled_at"] is None:
+            lines.append(f"  {acct['account']}: never polled")
+            continue
+        line = (
+            f"  {acct['account']}: {acct['polled_at']} {acct['outcome']}, "
+            f"{acct['fetched']} fetched, {acct['spooled']} new"
+        )
+        if acct["outcome"] != OK:
+            line += f": {_one_line(acct['error'], 80)}"
+            line += f"; last ok {acct['last_ok_at'] or 'never'}"
+        lines.append(line)
+    return lines

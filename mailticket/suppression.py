@@ -2,10 +2,11 @@
 
 Mail to a dead mailbox bounces every time; going on sending it costs the
 relay's reputation and fills the ticket with noise. So every delivery failure
-is recorded (a bounce matched by its VERP address, or a 5xx from our relay),
-and when an address collects :data:`PERMANENT_FAILURE_THRESHOLD` permanent
-failures within :data:`WINDOW_DAYS`, it is suppressed: ``notify.queue_mail``
-leaves it out until an admin clears it (``mailticket suppression clear``).
+is recorded (a bounce matched by its VERP address, or our relay refusing a
+recipient at RCPT with a "no such mailbox" code), and when an address collects
+:data:`PERMANENT_FAILURE_THRESHOLD` permanent failures within
+:data:`WINDOW_DAYS`, it is suppressed: ``notify.queue_mail`` leaves it out
+until an admin clears it (``mailticket suppression clear``).
 This is Mailman's bounce score, simplified (SECURITY.md R3.4).
 
 A failure is only recorded from evidence we issued: a bounce counts only when
@@ -17,6 +18,7 @@ for the engineer but never count.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +35,13 @@ WINDOW_DAYS = 30
 
 log = get_logger("suppression")
 
+# A relay's 5xx at RCPT says something about the mailbox only with one of these
+# RFC 3463 codes: bad mailbox (5.1.1), domain (5.1.2), syntax (5.1.3), moved
+# (5.1.6), null MX (5.1.10), disabled (5.2.1). Policy refusals (5.7.x "relay
+# access denied") say something about us, and must not suppress every customer
+# of a misconfigured relay.
+_MAILBOX_REFUSAL = re.compile(r"^5\d\d[ -]5\.(?:1\.(?:1|2|3|6|10)|2\.1)(?!\.?\d)")
+
 
 @dataclass(frozen=True)
 class SuppressedAddress:
@@ -43,6 +52,13 @@ class SuppressedAddress:
     permanent_failures: int
     suppressed_at: datetime | None
     cleared_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """Whether mail to the address is stopped now (not cleared since)."""
+        if self.suppressed_at is None:
+            return False
+        return self.cleared_at is None or self.cleared_at < self.suppressed_at
 
 
 def _key(address: str) -> str:
@@ -67,6 +83,11 @@ def is_permanent(status: str, action: str = "failed") -> bool:
     return action.strip().lower() not in ("delayed", "relayed", "delivered", "expanded")
 
 
+def mailbox_refusal(reply: str) -> bool:
+    """Whether a relay's reply (``"550 5.1.1 …"``) says the mailbox itself is gone."""
+    return _MAILBOX_REFUSAL.match(reply.strip()) is not None
+
+
 def record_failure(
     session: Session,
     address: str,
@@ -80,7 +101,8 @@ def record_failure(
 ) -> bool:
     """Record one failed delivery; returns True when this failure suppressed the address.
 
-    :param source: ``"bounce"`` (a DSN with a valid VERP MAC) or ``"relay"`` (5xx at send).
+    :param source: ``"bounce"`` (a DSN with a valid VERP MAC) or ``"relay"`` (a 5xx at
+        RCPT for which :func:`mailbox_refusal` holds).
     """
     key = _key(address)
     if not key:
@@ -176,3 +198,15 @@ def listing(session: Session, *, include_cleared: bool = False) -> list[Suppress
         for r in rows
         if include_cleared or _active(r)
     ]
+
+
+def failures(session: Session, address: str, limit: int = 50) -> list[DeliveryFailure]:
+    """The failures recorded for ``address``, newest first (what the admin reviews)."""
+    return list(
+        session.scalars(
+            select(DeliveryFailure)
+            .where(DeliveryFailure.address == _key(address))
+            .order_by(DeliveryFailure.at.desc(), DeliveryFailure.id.desc())
+            .limit(limit)
+        ).all()
+    )

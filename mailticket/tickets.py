@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from mailticket.model import (
@@ -33,6 +33,18 @@ from mailticket.store.schema import (
     TicketContact,
 )
 
+# Rows nobody reads back as objects (the Message-ID index, the audit log) are
+# written and read with prebuilt Core statements: no unit of work, no
+# RETURNING of an id, no statement built per call. They reference stored
+# tickets only, so they never wait for a flush.
+_IDS = MessageIdIndex.__table__
+_KNOWN_ID = select(_IDS.c.message_id).where(_IDS.c.message_id == bindparam("mid"))
+_TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
+    _IDS.c.message_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_ID = insert(_IDS)
+_INSERT_AUDIT = insert(AuditEvent.__table__)
+
 
 def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
     """The public reference (``MT-12``) of a ticket."""
@@ -52,17 +64,15 @@ def is_known_message_id(session: Session, message_id: str | None) -> bool:
     """Whether a Message-ID is already stored (a re-delivery, or To + Cc)."""
     if not message_id:
         return False
-    return session.get(MessageIdIndex, message_id) is not None
+    return session.connection().execute(_KNOWN_ID, {"mid": message_id}).first() is not None
 
 
 def find_by_message_ids(session: Session, message_ids: Sequence[str]) -> Ticket | None:
     """The ticket of the first cited Message-ID we know, following merges."""
     if not message_ids:
         return None
-    rows = session.scalars(
-        select(MessageIdIndex).where(MessageIdIndex.message_id.in_(list(message_ids)))
-    ).all()
-    by_id = {row.message_id: row.ticket_id for row in rows}
+    rows = session.connection().execute(_TICKETS_OF_IDS, {"ids": list(message_ids)}).all()
+    by_id = {mid: ticket_id for mid, ticket_id in rows}
     for mid in message_ids:
         if mid in by_id:
             return follow_merges(session, session.get(Ticket, by_id[mid]))
@@ -104,13 +114,20 @@ def open_ticket(
     now: datetime,
     assignee: str | None = None,
     locale: str = "ru",
+    line: str = "L1",
+    contract_type: str | None = None,
 ) -> Ticket:
-    """Create a ticket (status NEW) with its requester as first contact."""
+    """Create a ticket (status NEW) with its requester as first contact.
+
+    ``line`` and ``contract_type`` let the router's decision go into the INSERT
+    instead of a second UPDATE (``routing.stamp`` still audits it).
+    """
     ticket = Ticket(
         subject=subject[:2000] or "(no subject)",
         status=Status.NEW.value,
         priority=priority.value,
-        line="L1",
+        line=line,
+        contract_type=contract_type,
         contract_id=contract.id if contract else None,
         requester=requester,
         assignee=assignee,
@@ -159,9 +176,19 @@ def add_article(
     evidence: str | None = None,
     defects: Sequence[str] = (),
     attachments: Sequence[tuple[str, str, bytes]] = (),
+    new_message_id: bool = False,
 ) -> Article:
-    """Append an article, index its Message-ID and store attachments by content hash."""
+    """Append an article, index its Message-ID and store attachments by content hash.
+
+    The article joins ``ticket.articles`` through its ``ticket`` reference, which
+    does not load a collection nobody has read yet (a long thread's texts).
+    ``new_message_id`` says the caller already knows the id is not indexed.
+    The article has its id only once the session flushes, unless it has a
+    Message-ID (the index row names it).
+    """
+    rows = [store_attachment(session, name, ctype, data) for name, ctype, data in attachments]
     article = Article(
+        ticket=ticket,
         direction=direction.value,
         kind=kind.value,
         message_id=message_id,
@@ -175,14 +202,14 @@ def add_article(
         evidence=evidence,
         defects=list(defects)[:50],
         created_at=now,
+        attachments=rows,
     )
-    ticket.articles.append(article)
+    session.add(article)
     ticket.updated_at = now
-    session.flush()
     if message_id:
-        index_message_id(session, message_id, ticket.id, article.id, direction)
-    for filename, content_type, data in attachments:
-        article.attachments.append(store_attachment(session, filename, content_type, data))
+        session.flush()  # the index row names the article
+        index_message_id(session, message_id, ticket.id, article.id, direction,
+                         fresh=new_message_id)
     return article
 
 
@@ -192,18 +219,20 @@ def index_message_id(
     ticket_id: int,
     article_id: int | None,
     direction: Direction,
+    *,
+    fresh: bool = False,
 ) -> None:
-    """Remember a Message-ID for threading; the first ticket to claim an id keeps it."""
-    if session.get(MessageIdIndex, message_id) is None:
-        session.add(
-            MessageIdIndex(
-                message_id=message_id,
-                ticket_id=ticket_id,
-                article_id=article_id,
-                direction=direction.value,
-            )
-        )
-        session.flush()
+    """Remember a Message-ID for threading; the first ticket to claim an id keeps it.
+
+    ``fresh`` says the id cannot be stored yet (we just made it, or the caller
+    looked), so the lookup is skipped. The row is written at once (``ticket_id``
+    must be a stored ticket).
+    """
+    if fresh or not is_known_message_id(session, message_id):
+        session.connection().execute(_INSERT_ID, {
+            "message_id": message_id, "ticket_id": ticket_id, "article_id": article_id,
+            "direction": direction.value,
+        })
 
 
 def store_attachment(
@@ -262,14 +291,8 @@ def audit(
     now: datetime,
     evidence: str | None = None,
 ) -> None:
-    """Record who did what, when, and on what evidence."""
-    session.add(
-        AuditEvent(
-            ticket_id=ticket_id,
-            at=now,
-            actor=actor,
-            action=action,
-            detail=detail,
-            evidence=evidence,
-        )
-    )
+    """Record who did what, when, and on what evidence (written at once, like a log line)."""
+    session.connection().execute(_INSERT_AUDIT, {
+        "ticket_id": ticket_id, "at": now, "actor": actor, "action": action, "detail": detail,
+        "evidence": evidence,
+    })

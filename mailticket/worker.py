@@ -1,6 +1,10 @@
 """The spool worker loop: claim → pipeline → finish, in one transaction per message.
 
-This is the only place that catches every exception (Mailman's
+A row is claimed (its attempt counted, under a lease) in a transaction of its
+own before it is processed, so a message that kills the process still uses up
+its attempts. In a busy spool that claim rides along: the transaction that
+finishes one message also claims the next, so each message costs one durable
+commit. This is the only place that catches every exception (Mailman's
 ``Runner._one_iteration``): the traceback is logged with the spool id, the
 message stays in the spool, the attempt is counted, and after
 ``worker.max_attempts`` the row is quarantined for ``mailticket spool retry``.
@@ -11,13 +15,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket import pipeline
 from mailticket.config import Config
+from mailticket.errors import StoreError
 from mailticket.log import get as get_logger
 from mailticket.metrics import Metrics
 from mailticket.notify import Notifier
@@ -34,6 +43,55 @@ DEFER_DELAY = timedelta(seconds=1)
 def utc_now() -> datetime:
     """The real clock; tests pass their own."""
     return datetime.now(UTC)
+
+
+@contextmanager
+def lease_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Like ``store.db.transaction``, but its commit need not survive a power cut.
+
+    Only for claiming a spool row on its own (the first of a burst). The claim
+    is committed before processing so that a message that kills the process
+    still uses up its attempts; a process crash does not lose a commit that is
+    in the SQLite WAL or acknowledged by PostgreSQL, fsync or not. A power cut
+    may lose the claim, which only gives the row back to the queue with its
+    attempt uncounted, and the next durable commit (the message's own
+    transaction) makes it durable anyway. So the claim skips the fsync
+    (``synchronous=NORMAL`` for this commit on SQLite, ``synchronous_commit=off``
+    on PostgreSQL).
+    """
+    engine = factory.kw.get("bind")
+    if not isinstance(engine, Engine):
+        with transaction(factory) as session:
+            yield session
+        return
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        if sqlite:
+            # Outside any transaction: SQLite refuses to change it inside one.
+            driver.execute("PRAGMA synchronous=NORMAL")
+        try:
+            session = factory(bind=conn)
+            try:
+                if not sqlite:
+                    session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                yield session
+                session.commit()
+            except SQLAlchemyError as exc:
+                session.rollback()
+                raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+        finally:
+            if sqlite:
+                try:
+                    driver.execute("PRAGMA synchronous=FULL")
+                except Exception:
+                    conn.invalidate()  # never hand a relaxed connection back to the pool
+                    raise
 
 
 class SpoolWorker:
@@ -58,19 +116,35 @@ class SpoolWorker:
         self.processed = 0
         self.failed = 0
         self.last_beat = time.monotonic()
+        # A row claimed by the transaction of the previous message (see run_once).
+        self._held: tuple[workqueue.Claim, SpoolItem] | None = None
+        bind = factory.kw.get("bind")
+        self._single_writer = isinstance(bind, Engine) and bind.dialect.name == "sqlite"
 
-    def run_once(self) -> bool:
-        """Handle one due spool row; False when there was nothing to do."""
-        cfg = self.config.worker
-        now = self.clock()
-        with transaction(self.factory) as session:
-            held = workqueue.claim(session, SpoolItem, now, cfg.lease_seconds)
-        if held is None:
+    def run_once(self, claim_next: bool = True) -> bool:
+        """Handle one due spool row; False when there was nothing to do.
+
+        With ``claim_next`` the transaction that finishes this row also claims
+        the next due one (its attempt counted, as any claim), and keeps it for
+        the next call: in a busy spool each message costs one transaction and
+        one durable commit, and the worker still holds one claim at a time.
+        A claim kept when the worker stops goes back with :meth:`release`.
+        """
+        taken = self._take()
+        if taken is None:
             return False
+        held, claimed = taken
+        cfg = self.config.worker
         started = time.monotonic()
+        following: tuple[workqueue.Claim, SpoolItem] | None = None
         try:
             with transaction(self.factory) as session:
-                row = workqueue.holds(session, SpoolItem, held)
+                # SQLite: one writer holds the database for this whole transaction
+                # (BEGIN IMMEDIATE), a live lease is never taken over and a spooled
+                # mail never changes, so the claimed copy is current; finish() still
+                # checks the lease. PostgreSQL: re-read and lock the row, so another
+                # instance skips it even if our lease runs out while we work.
+                row = claimed if self._single_writer else workqueue.holds(session, SpoolItem, held)
                 if row is None:
                     log.warning("lease lost before processing", extra={"spool_id": held.id})
                     return True
@@ -83,11 +157,15 @@ class SpoolWorker:
                     log.info("deferred", extra={"spool_id": held.id, "outcome": outcome.code,
                                                 "reason": outcome.detail})
                     return True
-                row.outcome = outcome.code
-                row.ticket_id = outcome.ticket_id
-                row.last_error = outcome.detail[:4000] if outcome.detail else None
-                if not workqueue.finish(session, SpoolItem, held, ctx.now, outcome.state):
+                if not workqueue.finish(
+                    session, SpoolItem, held, ctx.now, outcome.state, outcome=outcome.code,
+                    ticket_id=outcome.ticket_id,
+                    last_error=outcome.detail[:4000] if outcome.detail else None,
+                ):
                     raise RuntimeError("lease lost while processing; another worker owns it now")
+                if claim_next:
+                    following = self._claim(session)
+            self._held = following  # committed with this message, so it is ours
             self.processed += 1
             if self.metrics is not None:
                 self.metrics.observe_processed(outcome.state, outcome.code,
@@ -119,12 +197,37 @@ class SpoolWorker:
             )
         return True
 
+    def _take(self) -> tuple[workqueue.Claim, SpoolItem] | None:
+        """The claim kept from the last message, else a fresh one (its own, quick commit)."""
+        if self._held is not None:
+            taken, self._held = self._held, None
+            return taken
+        with lease_transaction(self.factory) as session:
+            return self._claim(session)
+
+    def _claim(self, session: Session) -> tuple[workqueue.Claim, SpoolItem] | None:
+        """Claim the next due row in ``session``; with it, the row as the claim loaded it."""
+        held = workqueue.claim(session, SpoolItem, self.clock(), self.config.worker.lease_seconds)
+        if held is None:
+            return None
+        row = session.get(SpoolItem, held.id)  # the identity map, not a query
+        assert row is not None
+        return held, row
+
+    def release(self) -> None:
+        """Give back a claim kept for the next message, its attempt uncounted (on stop)."""
+        if self._held is None:
+            return
+        held, self._held = self._held[0], None
+        with transaction(self.factory) as session:
+            workqueue.release_claims(session, SpoolItem, [held.token])
+
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; sleeps only when the spool is empty."""
         while not stop.is_set():
             self.last_beat = time.monotonic()
             try:
-                busy = self.run_once()
+                busy = self.run_once(claim_next=not stop.is_set())
             except Exception:
                 # The database itself is unreachable: keep the thread alive and retry.
                 log.exception("worker loop error; retrying", extra={"worker": self.name})
@@ -132,10 +235,15 @@ class SpoolWorker:
                 stop.wait(min(5.0, self.config.daemon.poll_interval * 4))
             if not busy:
                 stop.wait(self.config.daemon.poll_interval)
+        try:
+            self.release()
+        except Exception:
+            # Not fatal: the lease runs out and the row is claimed again.
+            log.exception("could not release a claimed row", extra={"worker": self.name})
 
     def drain(self, limit: int = 1_000_000) -> int:
         """Process until the spool has nothing due (tests and ``mailticket process``)."""
         count = 0
-        while count < limit and self.run_once():
+        while count < limit and self.run_once(claim_next=count + 1 < limit):
             count += 1
         return count

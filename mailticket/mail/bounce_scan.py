@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import logging
 import re
 from email.message import Message
 from email.parser import BytesParser
@@ -14,6 +15,10 @@ from mailticket.mail.inbound import DsnRecipient
 from mailticket.mail.mime import first_raw
 
 BOUNCE_SCAN_BYTES = 64 * 1024
+# flufl.bounce logs a full traceback at ERROR for every detector that trips over
+# a hostile mail (a Header object for From, no From at all); a bounce storm would
+# flood the log with them. A failed scan is recorded as a defect instead.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 # Exchange, Yandex, Mail.ru and the Russian-language Outlook/Exchange ones.
 BOUNCE_SUBJECT = re.compile(
     r"^\s*(?:undeliver(?:ed|able)|delivery status notification \((?:failure|delay)\)"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email
 import email.errors
+import email.utils
 import re
 import time
 import uuid
@@ -32,6 +33,8 @@ from email import policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from typing import Any
+
+from mailticket.mail import mime_writer
 
 # Control characters (C0, DEL, C1 — U+0085 is a line break for str.splitlines,
 # which the email package uses) and the Unicode line and paragraph separators.
@@ -45,6 +48,10 @@ _DOMAIN = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9]
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _TOKEN = re.compile(r"[A-Za-z0-9._:+-]{1,128}")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
+# A bare address the fast path writes as it is: dot-atom local part, LDH domain.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
 _CONTENT_TYPE = re.compile(r"([a-z0-9][a-z0-9!#$&^_.+-]{0,63})/([a-z0-9][a-z0-9!#$&^_.+-]{0,126})")
 
 # Reply and forward prefixes in the languages our customers' clients speak,
@@ -193,6 +200,22 @@ def _safe_filename(name: str) -> str:
     return base.lstrip(". ")[:200].strip() or "attachment"
 
 
+def _check_args(
+    to: Sequence[str], date: datetime, message_id: str, auto_submitted: str, loop_id: str
+) -> None:
+    """The checks every outgoing mail passes before any header is written."""
+    if not to:
+        raise ValueError("a mail needs at least one To address")
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("date must be timezone-aware")
+    if not _OWN_MESSAGE_ID.fullmatch(message_id):
+        raise ValueError(f"bad message id {message_id!r}")
+    if auto_submitted not in AUTO_SUBMITTED_VALUES:
+        raise ValueError(f"bad Auto-Submitted value {auto_submitted!r}")
+    if not _TOKEN.fullmatch(loop_id):
+        raise ValueError(f"bad loop id {loop_id!r}")
+
+
 def compose(
     *,
     from_addr: str,
@@ -226,17 +249,7 @@ def compose(
     :param date: an aware datetime.
     :raises ValueError: a bad address, id, header name, value or naive date.
     """
-    if not to:
-        raise ValueError("a mail needs at least one To address")
-    if date.tzinfo is None or date.utcoffset() is None:
-        raise ValueError("date must be timezone-aware")
-    if not _OWN_MESSAGE_ID.fullmatch(message_id):
-        raise ValueError(f"bad message id {message_id!r}")
-    if auto_submitted not in AUTO_SUBMITTED_VALUES:
-        raise ValueError(f"bad Auto-Submitted value {auto_submitted!r}")
-    if not _TOKEN.fullmatch(loop_id):
-        raise ValueError(f"bad loop id {loop_id!r}")
-
+    _check_args(to, date, message_id, auto_submitted, loop_id)
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = _address(from_addr, from_name)
     msg["To"] = tuple(_address(a) for a in to)
@@ -270,6 +283,10 @@ def compose(
     for filename, content_type, data in attachments:
         match = _CONTENT_TYPE.fullmatch(content_type.strip().lower())
         maintype, subtype = match.groups() if match else ("application", "octet-stream")
+        if maintype in ("message", "multipart"):
+            # An attached mail (.eml) as bytes: the stdlib base64-encodes it with bare
+            # LFs, and RFC 2046 allows message/* only as 7bit/8bit; send it as a file.
+            maintype, subtype = "application", "octet-stream"
         # The stdlib writes a non-ASCII name as RFC 2231 filename*=utf-8''….
         msg.add_attachment(
             data, maintype=maintype, subtype=subtype, filename=_safe_filename(filename)
@@ -304,3 +321,84 @@ def to_bytes(msg: EmailMessage) -> bytes:
     if _header_names(reread) != _header_names(msg):
         raise ValueError("generated headers differ from the message's headers")
     return raw
+
+
+def _addr_spec(addr_spec: str) -> str:
+    """A validated bare address: a plain dot-atom as it is, anything else through :func:`_address`."""
+    spec = addr_spec.strip()
+    if _PLAIN_ADDRESS.fullmatch(spec):
+        return spec
+    return _address(spec).addr_spec
+
+
+def compose_bytes(
+    *,
+    from_addr: str,
+    from_name: str,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    message_id: str,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    auto_submitted: str = "auto-generated",
+    reply_to: str | None = None,
+    cc: Sequence[str] = (),
+    loop_id: str,
+    extra_headers: Mapping[str, str] | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+    date: datetime,
+) -> bytes:
+    """``to_bytes(compose(...))`` without building an ``EmailMessage``: the same checks,
+    the same headers in the same order, the same body encodings (see ``mime_writer``).
+
+    Mail with attachments takes the stdlib path, which writes RFC 2231 file names.
+
+    :raises ValueError: as :func:`compose`.
+    """
+    if attachments:
+        return to_bytes(compose(
+            from_addr=from_addr, from_name=from_name, to=to, subject=subject, text=text,
+            html=html, message_id=message_id, in_reply_to=in_reply_to, references=references,
+            auto_submitted=auto_submitted, reply_to=reply_to, cc=cc, loop_id=loop_id,
+            extra_headers=extra_headers, attachments=attachments, date=date,
+        ))
+    _check_args(to, date, message_id, auto_submitted, loop_id)
+    headers = [mime_writer.address_field("From", [(clean_header(from_name), _addr_spec(from_addr))])]
+    names = ["From", "To"]
+    headers.append(mime_writer.address_field("To", [("", _addr_spec(a)) for a in to]))
+    if cc:
+        headers.append(mime_writer.address_field("Cc", [("", _addr_spec(a)) for a in cc]))
+        names.append("Cc")
+    if reply_to:
+        headers.append(mime_writer.address_field("Reply-To", [("", _addr_spec(reply_to))]))
+        names.append("Reply-To")
+    headers += [
+        mime_writer.unstructured("Subject", clean_header(subject)),
+        mime_writer.simple("Date", email.utils.format_datetime(date)),
+        mime_writer.message_ids("Message-ID", [message_id]),
+    ]
+    names += ["Subject", "Date", "Message-ID"]
+    parent = _message_id(in_reply_to) if in_reply_to else None
+    if parent is not None:
+        headers.append(mime_writer.message_ids("In-Reply-To", [parent]))
+        names.append("In-Reply-To")
+    refs = _references(references)
+    if refs:
+        headers.append(mime_writer.message_ids("References", refs))
+        names.append("References")
+    headers.append(mime_writer.simple("Auto-Submitted", auto_submitted))
+    names.append("Auto-Submitted")
+    if auto_submitted != "no":
+        headers += [mime_writer.simple("X-Auto-Response-Suppress", "All"),
+                    mime_writer.simple("Precedence", "bulk")]
+        names += ["X-Auto-Response-Suppress", "Precedence"]
+    headers.append(mime_writer.simple("X-Mailticket-Loop", loop_id))
+    names.append("X-Mailticket-Loop")
+    for name, value in (extra_headers or {}).items():
+        if not _HEADER_NAME.fullmatch(name) or name.lower() in _RESERVED:
+            raise ValueError(f"extra header {name!r} is not allowed")
+        headers.append(mime_writer.unstructured(name, clean_header(value)))
+        names.append(name)
+    return mime_writer.write(headers, names, text, html)

@@ -305,3 +305,17 @@ class AddressSuppression(Base):
     permanent_failures: Mapped[int] = mapped_column(Integer, default=0)
     suppressed_at: Mapped[datetime | None] = mapped_column(default=None)
     cleared_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ImapPollState(Base):
+    """The last poll of one IMAP account (one row per account), for ``mailticket status``."""
+
+    __tablename__ = "imap_poll_state"
+
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    polled_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(32))  # "ok", or the fault kind
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    spooled: Mapped[int] = mapped_column(Integer, default=0)
+    last_ok_at: Mapped[datetime | None] = mapped_column(default=None)

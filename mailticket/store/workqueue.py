@@ -54,6 +54,9 @@ def put_spool(session: Session, item: SpoolItem) -> tuple[SpoolItem, bool]:
         with session.begin_nested():
             session.add(item)
     except IntegrityError:
+        if item.idempotency_key is None:
+            # Not a duplicate (``key == None`` would match any keyless row): a real refusal.
+            raise
         existing = session.scalar(
             select(SpoolItem).where(SpoolItem.idempotency_key == item.idempotency_key)
         )
@@ -108,13 +111,17 @@ def holds(session: Session, model: type[Row], held: Claim) -> Row | None:
 
 
 def finish(
-    session: Session, model: type[Row], held: Claim, now: datetime, state: str = QueueState.DONE
+    session: Session, model: type[Row], held: Claim, now: datetime, state: str = QueueState.DONE,
+    **values: object,
 ) -> bool:
-    """Mark a claimed row finished in the caller's transaction; False if the lease was lost."""
+    """Mark a claimed row finished in the caller's transaction; False if the lease was lost.
+
+    ``values`` are further columns to write in the same UPDATE (the spool's outcome).
+    """
     result = session.execute(
         update(model)
         .where(model.id == held.id, model.claim_token == held.token)
-        .values(state=state, finished_at=now, lease_until=None, claim_token=None)
+        .values(state=state, finished_at=now, lease_until=None, claim_token=None, **values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailticket import log
+from mailticket import log, suppression
 from mailticket.config import RelayConfig
 from mailticket.errors import PermanentDeliveryError, TemporaryDeliveryError
 from mailticket.metrics import Metrics
@@ -270,6 +270,11 @@ class OutboxDrainer:
                     error = f"gave up after {held.attempts} attempts: {error}"
                 if refused and item.ticket_id is not None:
                     self._audit(session, item, now, refused)
+                for address, why in refused.items():
+                    if suppression.mailbox_refusal(why):
+                        suppression.record_failure(
+                            session, address, source="relay", detail=why, now=now,
+                            outbox_id=item.outbox_id, ticket_id=item.ticket_id)
                 if retry:
                     # Recipients that already got the mail or were refused for good
                     # must not get it again, so the row keeps only the retry ones.

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from daemon_proc import cli, free_port, write_config
+from harness import Harness
+from sqlalchemy import select
 from support.mails import build
+from test_reports import example_config, generate_october
 
+from mailticket import config as config_mod
+from mailticket import oncall
+from mailticket.cli import main as cli_main
+from mailticket.mail.addresses import make_reply_token, reply_address
+from mailticket.scheduler import Scheduler
 from mailticket.store import workqueue
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.migrate import upgrade
-from mailticket.store.schema import SpoolItem
+from mailticket.store.schema import OutboxItem, SpoolItem
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,3 +130,133 @@ def test_old_schema_is_refused_by_cli(tmp_path: Path) -> None:
     assert "mailticket db upgrade" in result.stderr
     assert "database upgraded" in cli(config, "db", "upgrade").stdout
     assert cli(config, "tickets", "list").returncode == 0
+
+
+MSK = ZoneInfo("Europe/Moscow")
+
+
+def _msk(day: int, hour: int, minute: int) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=MSK).astimezone(UTC)
+
+
+def _shipped(tmp_path: Path, url: str) -> tuple[Path, Harness]:
+    """The shipped config on the test's SQLite database, and a pipeline harness on it."""
+    config = example_config(tmp_path, url)
+    return config, Harness(config_mod.load(config))
+
+
+def _national_days(field: str) -> int:
+    """How many holidays or extra working days the shipped business calendar has now."""
+    cfg = config_mod.load(REPO / "config.example.toml")
+    return len(getattr(cfg.calendars["business"], field))
+
+
+def test_sla_show_explains_plan_intervals_pauses_and_each_event_sent(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, h = _shipped(tmp_path, sqlite_url)
+    support = "support@example.com"
+    try:
+        def customer(when: datetime, subject: str, body: str) -> None:
+            h.clock.now = when
+            h.deliver(build(from_="it@acme.example", to=support, subject=subject, body=body),
+                      mail_from="it@acme.example", rcpt=(support,))
+
+        def anna(when: datetime, body: str) -> None:
+            h.clock.now = when
+            token = make_reply_token(h.config.mail.reply_token_secret, 1, "anna@example.com",
+                                     when.date())
+            to = reply_address(support, token)
+            h.deliver(build(from_="anna@example.com", to=to, subject="Re: [#MT-1]", body=body),
+                      mail_from="anna@example.com", rcpt=(to,))
+
+        # A major ticket on Moscow business hours (2 h / 12 h), opened Wednesday 19:00.
+        customer(_msk(11, 19, 0), "[СРОЧНО] Не приходит почта", "Почта не приходит.")
+        for when in (_msk(12, 8, 30), _msk(12, 9, 0)):  # the scheduler's warning and breach
+            h.clock.now = when
+            Scheduler(h.factory, h.config, h.notifier, clock=h.clock).sla_scan()
+        anna(_msk(12, 9, 30), "#status waiting\n\nПришлите, пожалуйста, логи.")
+        customer(_msk(12, 11, 0), "Re: [#MT-1] [СРОЧНО] Не приходит почта", "Логи во вложении.")
+        anna(_msk(12, 15, 0), "#status resolved\n\nИсправили фильтр.")
+    finally:
+        h.close()
+    out = cli(config, "sla", "show", "MT-1").stdout.splitlines()
+    now = next(line for line in out if line.startswith("Now: "))
+    assert out == [
+        "MT-1  [СРОЧНО] Не приходит почта",
+        "Plan: Standard (standard); priority major; warning at 75% of each target",
+        "Calendar: business (Europe/Moscow; Mon–Fri 08:00–20:00; Sat–Sun off; "
+        f"holidays: {_national_days('holidays')}, "
+        f"extra working days: {_national_days('extra_working_days')})",
+        now,
+        "Paused (waiting on customer): 2026-11-12 Thu 09:30 MSK → 2026-11-12 Thu 11:00 MSK",
+        "first_response: 120 business min from 2026-11-11 Wed 19:00 MSK; state breached; "
+        "used 150 min",
+        "  warning at 2026-11-12 Thu 08:30 MSK; due 2026-11-12 Thu 09:00 MSK",
+        "  met at 2026-11-12 Thu 09:30 MSK",
+        "  counted 2026-11-11 Wed 19:00 MSK → 2026-11-11 Wed 20:00 MSK (60 min)",
+        "  counted 2026-11-12 Thu 08:00 MSK → 2026-11-12 Thu 09:30 MSK (90 min)",
+        # The pause (09:30–11:00) does not count; the due instant moved by its 90 minutes.
+        "resolution: 720 business min from 2026-11-11 Wed 19:00 MSK; state met; used 390 min",
+        "  warning at 2026-11-12 Thu 17:30 MSK; due 2026-11-13 Fri 08:30 MSK",
+        "  met at 2026-11-12 Thu 15:00 MSK",
+        "  counted 2026-11-11 Wed 19:00 MSK → 2026-11-11 Wed 20:00 MSK (60 min)",
+        "  counted 2026-11-12 Thu 08:00 MSK → 2026-11-12 Thu 09:30 MSK (90 min)",
+        "  counted 2026-11-12 Thu 11:00 MSK → 2026-11-12 Thu 15:00 MSK (240 min)",
+        "Event due: first_response warning at 2026-11-12 Thu 08:30 MSK; "
+        "sent 2026-11-12 Thu 08:30 MSK",
+        "Event due: first_response breach at 2026-11-12 Thu 09:00 MSK; "
+        "sent 2026-11-12 Thu 09:00 MSK",
+        "Next check: none (nothing more can fire)",
+        "Sent: first_response warning (threshold 2026-11-12 Thu 08:30 MSK) at "
+        "2026-11-12 Thu 08:30 MSK to anna@example.com (assignee); boris@example.com (deputy)",
+        "Sent: first_response breach (threshold 2026-11-12 Thu 09:00 MSK) at "
+        "2026-11-12 Thu 09:00 MSK to anna@example.com (assignee); boris@example.com (deputy); "
+        "clara@example.com (escalation)",
+    ]
+    assert cli_main(["-c", str(config), "sla", "show", "MT-99"]) == 4
+    assert capsys.readouterr().err == "mailticket: no ticket MT-99\n"
+
+
+def test_report_monthly_mails_through_the_outbox(tmp_path: Path, sqlite_url: str) -> None:
+    config, h = _shipped(tmp_path, sqlite_url)
+    try:
+        generate_october(h.factory)
+    finally:
+        h.close()
+    result = cli(config, "report", "monthly", "--contract", "acme", "--month", "2026-10")
+    assert result.stdout == ("monthly report acme 2026-10: queued for it@acme.example, "
+                             "ops@partner.example, account-manager@example.com\n")
+    engine = make_engine(sqlite_url)
+    with transaction(make_sessionmaker(engine)) as s:
+        [row] = s.scalars(select(OutboxItem)).all()
+        assert (row.kind, row.rcpt_tos) == ("monthly_report", [
+            "it@acme.example", "ops@partner.example", "account-manager@example.com"])
+        msg = email.message_from_bytes(row.raw, policy=email.policy.default)
+    engine.dispose()
+    assert str(msg["Subject"]) == "Отчёт о техподдержке за 2026-10: ACME Ltd"
+    types = [part.get_content_type() for part in msg.walk()]
+    assert types == ["multipart/mixed", "multipart/alternative", "text/plain",
+                     "multipart/related", "text/html", "image/png", "text/csv"]
+
+
+def test_oncall_prints_the_rota_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = example_config(tmp_path, f"sqlite:///{tmp_path / 'unused.db'}")
+    before = datetime.now(UTC)
+    out = cli(config, "oncall", "--weeks", "3").stdout.splitlines()
+    cfg = config_mod.load(config)
+    expected = [[s.starts_at, s.pair] for s in oncall.upcoming(cfg.oncall, before, 3)]
+    assert len(out) == 3
+    for line, (starts_at, pair) in zip(out, expected, strict=True):
+        assert line.startswith(starts_at.astimezone(ZoneInfo("Europe/Moscow"))
+                               .strftime("%Y-%m-%d %a 10:00 → "))
+        names = {"anna@example.com": "Anna Petrova", "boris@example.com": "Boris Ivanov",
+                 "clara@example.com": "Clara Smith", "dmitry@example.com": "Dmitry Sokolov"}
+        assert line.endswith("\t" + ", ".join(f"{names[a]} <{a}>" for a in pair))
+    text = config.read_text(encoding="utf-8")
+    start = text.index("[oncall]\n")
+    config.write_text(text[:start] + text[text.index("[reports]\n"):], encoding="utf-8")
+    assert cli_main(["-c", str(config), "oncall"]) == 0
+    assert capsys.readouterr().out == "no on-call rota configured: critical tickets page nobody\n"

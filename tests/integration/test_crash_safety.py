@@ -13,28 +13,39 @@ After each restart the invariants of the mail path are checked:
 * duplicates at the sink happen only in the "relay said 250, we had not yet
   recorded it" window, and then carry the same Message-ID.
 
-Covered elsewhere, not repeated here: a kill between 250 and processing
-(``test_daemon.py::test_kill9_between_250_and_processing_loses_and_duplicates_nothing``),
-a poison message quarantined after N attempts without blocking the queue
-(``test_pipeline.py::test_poison_message_is_quarantined_and_does_not_block``)
+Also here: a poison message (a database trigger refuses to store that one
+mail) is quarantined after ``worker.max_attempts`` without holding up the mail
+behind it, and ``mailticket spool retry`` brings it back once the fault is
+fixed; and a full disk (SQLite's own SQLITE_FULL, from a page cap) answers
+``451`` so the sending MTA keeps the mail and retries.
+
+Covered elsewhere, not repeated here: a kill right after the spool write,
+between 250 and processing
+(``test_daemon.py::test_kill9_between_250_and_processing_loses_and_duplicates_nothing``)
 and a locked database answering 451
 (``test_smtp_listener.py::test_locked_database_gives_451_then_the_retry_is_queued``).
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import smtplib
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_proc import Daemon, free_port, wait_until, write_config
-from sqlalchemy import text
+from sqlalchemy import event, text
+from stack import Stack
 from support.mails import build, new_id
 from support.smtp_sink import Received, SmtpSink
 
+from mailticket.cli import main as cli_main
 from mailticket.store.db import make_engine
 
 
@@ -184,7 +195,8 @@ def test_kill9_after_relay_250_before_marking_sent_resends_with_the_same_message
     sink.on_data(kill_before_the_250_arrives)
     try:
         send_all(config, ids)
-        wait_until(lambda: first, timeout=20)
+        # The sink records the mail only after the hook returns, i.e. after the kill.
+        sink.wait_for(1, timeout=20)
     finally:
         daemon.close()
     sink.on_data(None)
@@ -199,3 +211,76 @@ def test_kill9_after_relay_250_before_marking_sent_resends_with_the_same_message
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+POISON_ID = "poison.1@acme.example"
+
+
+def test_poison_message_is_quarantined_without_blocking_the_queue_and_can_be_retried(
+    tmp_path: Path, sink: SmtpSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = relay_config(tmp_path, sink)
+    daemon = Daemon(config).start()
+    # A fault tied to one mail only: the database refuses to store its article.
+    db = sqlite3.connect(tmp_path / "mt.db")
+    db.execute("CREATE TRIGGER poison BEFORE INSERT ON articles "
+               f"WHEN NEW.message_id = '{POISON_ID}' "
+               "BEGIN SELECT RAISE(ABORT, 'poisoned by the test trigger'); END")
+    db.commit()
+    healthy = [new_id("acme.example") for _ in range(4)]
+    try:
+        send_all(config, [POISON_ID, *healthy])  # the poison one is first in the queue
+        wait_until(lambda: settled(tmp_path), timeout=30, interval=0.2)
+        [(state, attempts, error)] = query(
+            tmp_path, "SELECT state, attempts, last_error FROM spool WHERE state != 'done'")
+        assert (state, attempts) == ("quarantined", 3)
+        assert "poisoned by the test trigger" in str(error)
+        check_invariants(tmp_path, sink, healthy)
+        assert len(sink.messages) == 8  # an ack and a notice for each healthy mail
+        # The admin fixes the fault and queues the mail again: nothing was lost.
+        db.execute("DROP TRIGGER poison")
+        db.commit()
+        [(spool_id,)] = query(tmp_path, "SELECT id FROM spool WHERE state = 'quarantined'")
+        assert cli_main(["-c", str(config), "spool", "retry", str(spool_id)]) == 0
+        wait_until(lambda: settled(tmp_path), timeout=20, interval=0.2)
+        check_invariants(tmp_path, sink, [POISON_ID, *healthy])
+        assert len(sink.messages) == 10
+        assert daemon.stop() == 0
+    finally:
+        db.close()
+        daemon.close()
+
+
+def test_disk_full_answers_451_and_the_retry_is_queued(sqlite_url: str, tmp_path: Path) -> None:
+    with SmtpSink() as relay:
+        stack = Stack(tmp_path, sqlite_url, relay)
+        try:
+            with stack.engine.connect() as conn:
+                pages = int(conn.execute(text("PRAGMA page_count")).scalar_one())
+            cap = {"pages": pages + 4}
+
+            # SQLite's own "database or disk is full" (SQLITE_FULL), from a page cap.
+            @event.listens_for(stack.engine, "connect")
+            def _full_disk(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.execute(f"PRAGMA max_page_count = {cap['pages']}")
+
+            stack.engine.dispose()
+            raw = build(from_="ivan@acme.example",
+                        body=base64.b64encode(os.urandom(150_000)).decode())
+            with smtplib.SMTP("127.0.0.1", stack.port, timeout=10) as client:
+                client.ehlo()
+                client.mail("ivan@acme.example")
+                client.rcpt("support@provider.example")
+                assert client.data(raw) == (451, b"4.3.0 Temporary failure, please retry")
+                assert stack.spool() == []
+                cap["pages"] = 1 << 30  # the admin frees space; the MTA retries
+                stack.engine.dispose()
+                client.mail("ivan@acme.example")
+                client.rcpt("support@provider.example")
+                code, _ = client.data(raw)
+            assert code == 250
+            stack.settle()
+            assert [(r.state, r.outcome) for r in stack.spool()] == [("done", "new")]
+            assert len(stack.tickets()) == 1
+        finally:
+            stack.close()

@@ -112,7 +112,11 @@ def test_kill9_during_processing_keeps_exactly_once(workdir: Path) -> None:
     engine.dispose()
     assert sorted(stored) == sorted(ids)
     acks = [m for m in outgoing(workdir) if m["Auto-Submitted"] == "auto-replied"]
-    assert sorted(str(m["In-Reply-To"]) for m in acks) == sorted(f"<{m}>" for m in ids)
+    # The kill may land between writing an ack and marking it sent: that one ack is
+    # written again after the restart, with the same Message-ID (at least once).
+    by_id = {str(m["Message-ID"]): str(m["In-Reply-To"]) for m in acks}
+    assert sorted(by_id.values()) == sorted(f"<{m}>" for m in ids)
+    assert len(acks) - len(by_id) <= 1
 
 
 def test_second_sqlite_instance_is_refused(workdir: Path) -> None:

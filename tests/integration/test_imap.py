@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
@@ -25,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from support.dovecot import DovecotServer
 
 from mailticket.config import ImapAccountConfig
+from mailticket.metrics import Metrics, start_metrics_server
+from mailticket.status import collect_status, format_status
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.schema import SpoolItem
 from mailticket.transport.imap import (
@@ -541,3 +545,52 @@ def test_backlog_of_200_is_drained_on_start(
     assert len({row.idempotency_key for row in spooled}) == 200
     assert dovecot.uids(USER, folder) == []
     assert dovecot.uids(USER, f"{folder}-done") == list(range(1, 201))
+
+
+def test_last_poll_is_saved_for_status_and_counted_on_the_metrics_endpoint(
+    dovecot: DovecotServer, folder: str, factory: Factory
+) -> None:
+    dovecot.append(USER, folder, [message(1), message(2), message(3, body="x" * 6000)])
+    metrics = Metrics()
+    now = [datetime(2026, 11, 20, 16, 5, tzinfo=UTC)]
+    poller = ImapPoller(account(dovecot, folder, max_message_size=5000), factory,
+                        clock=lambda: now[0], metrics=metrics)
+    try:
+        assert poller.poll_once() == 3
+    finally:
+        poller.close()
+    [state] = collect_status(factory)["imap"]
+    assert state == {"account": "support", "polled_at": "2026-11-20T16:05:00+00:00",
+                     "outcome": "ok", "error": None, "fetched": 3, "spooled": 3,
+                     "last_ok_at": "2026-11-20T16:05:00+00:00"}
+    # The same account, its folder gone: the fault replaces the outcome, the last
+    # good poll stays.
+    now[0] = datetime(2026, 11, 20, 16, 10, tzinfo=UTC)
+    broken = ImapPoller(account(dovecot, f"{folder}-gone"), factory,
+                        clock=lambda: now[0], metrics=metrics)
+    try:
+        assert broken.poll_once() == 0
+    finally:
+        broken.close()
+    status = collect_status(factory, imap_accounts=("support",))
+    [state] = status["imap"]
+    assert (state["polled_at"], state["outcome"], state["fetched"]) == (
+        "2026-11-20T16:10:00+00:00", "folder_missing", 0)
+    assert state["error"].startswith(f"cannot select folder '{folder}-gone':")
+    assert state["last_ok_at"] == "2026-11-20T16:05:00+00:00"
+    [line] = [x for x in format_status(status).splitlines() if x.startswith("  support: ")]
+    assert line.startswith(
+        "  support: 2026-11-20T16:10:00+00:00 folder_missing, 0 fetched, 0 new: cannot select "
+    )
+    assert line.endswith("; last ok 2026-11-20T16:05:00+00:00")
+    server = start_metrics_server("127.0.0.1", 0, factory, metrics)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+            lines = set(r.read().decode().splitlines())
+    finally:
+        server.close()
+    assert 'mailticket_mail_received_total{source="imap"} 2.0' in lines
+    assert 'mailticket_mail_received_total{source="imap-oversize"} 1.0' in lines
+    assert 'mailticket_imap_polls_total{account="support",outcome="ok"} 1.0' in lines
+    assert 'mailticket_imap_polls_total{account="support",outcome="folder_missing"} 1.0' in lines
+    assert 'mailticket_queue_depth{queue="spool",state="queued"} 3.0' in lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import email
 import email.policy
@@ -17,8 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from support.configs import REPO, make_config
 
 from mailticket import cli, report_delivery, reports
+from mailticket import config as config_mod
 from mailticket.notify import Notifier
 from mailticket.render import Renderer
+from mailticket.scheduler import Scheduler
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.schema import OutboxItem, Ticket
 
@@ -133,7 +136,7 @@ def test_report_monthly_out_writes_html_png_and_csv(
         "Не работает сайт", "VPN", "Вопрос по счёту"]
     html = (out / names[0]).read_text(encoding="utf-8")
     assert '<img src="report-acme-2026-10.png"' in html
-    assert "Отчёт о техподдержке по договору «ACME Ltd»" in html
+    assert "Отчёт о техподдержке по договору с ACME Ltd" in html
     assert "<td>Первый ответ</td><td>14</td><td>6</td><td>0</td><td>70 %</td>" in html
     assert "<td>Первый ответ</td><td>16</td><td>30 мин</td><td>1 ч</td>" in html
 
@@ -181,6 +184,36 @@ def test_mailed_report_has_inline_chart_and_csv_and_scheduled_run_sends_once(
     figures = {(r[0], r[1]): r[2] for r in csv.reader(io.StringIO(attachment.get_content()))}
     assert (figures[("summary", "tickets")], figures[("priority", "critical")]) == ("20", "10")
     assert "Зарегистрировано обращений: 20" in parts["text/plain"].get_content()
+
+
+def test_scheduler_runs_the_monthly_reports_at_the_configured_day_and_time(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # The shipped config: monthly = true, day 1, 09:00 Europe/Moscow.
+    cfg = config_mod.load(example_config(tmp_path, sqlite_url))
+    notifier = Notifier(cfg, Renderer(cfg.templates_dir))
+
+    engine = make_engine(sqlite_url)
+
+    async def run() -> tuple[list[str], datetime | None]:
+        scheduler = Scheduler(make_sessionmaker(engine), cfg, notifier)
+        scheduler.start()
+        try:
+            return scheduler.job_ids(), scheduler.next_run_time("monthly_reports")
+        finally:
+            scheduler.shutdown()
+
+    before = datetime.now(MSK)
+    try:
+        jobs, when = asyncio.run(run())
+    finally:
+        engine.dispose()
+    assert jobs == ["sla_scan", "housekeeping", "monthly_reports"]
+    first = before.replace(day=1, hour=9, minute=0, second=0, microsecond=0)
+    if first <= before:
+        first = (first + timedelta(days=32)).replace(day=1)
+    assert when == first
+    assert when is not None and when.tzinfo is not None and when.utcoffset() == timedelta(hours=3)
 
 
 def test_percentile_and_month_bounds() -> None:

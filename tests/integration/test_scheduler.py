@@ -278,8 +278,17 @@ def test_sla_show_prints_the_explanation_and_events_sent(
     assert out[0] == f"MT-{t.id}  [АВАРИЯ] Не работает сайт"
     assert out[1].startswith("Plan: standard (standard); priority critical")
     assert "Calendar: 24x7 (UTC; 24/7)" in out
-    assert out[-1] == ("Sent: first_response warning for 2026-11-20T17:12:30+00:00 "
-                       "at 2026-11-20T17:13:00+00:00")
+    # The real clock is days past every threshold: one was sent, three wait for a scan.
+    assert [line for line in out if line.startswith("Event due:")] == [
+        "Event due: first_response warning at 2026-11-20 Fri 17:12:30 UTC; "
+        "sent 2026-11-20 Fri 17:13 UTC",
+        "Event due: first_response breach at 2026-11-20 Fri 17:20 UTC; not sent yet",
+        "Event due: resolution warning at 2026-11-20 Fri 19:50 UTC; not sent yet",
+        "Event due: resolution breach at 2026-11-20 Fri 20:50 UTC; not sent yet",
+    ]
+    assert out[-1] == ("Sent: first_response warning (threshold 2026-11-20 Fri 17:12:30 UTC) "
+                       f"at 2026-11-20 Fri 17:13 UTC to {LEAD} (assignee); {ANNA} (oncall); "
+                       f"{VERA} (oncall)")
     assert cli.main(["-c", str(config), "sla", "show", "MT-999"]) == 4
     assert capsys.readouterr().err == "mailticket: no ticket MT-999\n"
 

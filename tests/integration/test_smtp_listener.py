@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import smtplib
 import socket
 import sqlite3
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -26,11 +28,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from mailticket.config import ListenerConfig
+from mailticket.metrics import Metrics, start_metrics_server
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.migrate import upgrade
 from mailticket.transport.lmtp import start_listener
@@ -201,7 +204,7 @@ def listen(store: Store, loop_thread: LoopThread) -> Iterator[Callable[..., int]
     def _listen(**overrides: Any) -> int:
         extra = {
             k: overrides.pop(k)
-            for k in ("max_connections", "max_connections_per_ip", "authenticator")
+            for k in ("max_connections", "max_connections_per_ip", "authenticator", "metrics")
             if k in overrides
         }
         config = replace(ListenerConfig(port=0, max_message_size=MAX_SIZE, timeout=5), **overrides)
@@ -619,3 +622,245 @@ def test_accept_latency_for_200_sequential_messages(
             f"\nSMTP accept latency, 200 sequential messages on one connection "
             f"(SQLite, synchronous=FULL): p50 {cuts[49]:.2f} ms, p99 {cuts[98]:.2f} ms"
         )
+
+
+# --- group commit ----------------------------------------------------------------
+
+
+def _send_concurrently(
+    port: int, count: int, before_data: Callable[[], None] | None = None
+) -> list[tuple[int, bytes]]:
+    """``count`` smtplib sessions, one mail each, whose DATA all arrive together.
+
+    Every session first has MAIL and RCPT accepted; then each sends DATA and
+    its body, and ``before_data`` (if given) runs once all bodies are on the
+    wire, before anyone reads the final reply.
+    """
+    clients = [smtp_client(port) for _ in range(count)]
+    for client in clients:
+        assert client.mail(SENDER) == (OK, b"OK")
+        assert client.rcpt(SUPPORT[0]) == (OK, b"OK")
+    sent = threading.Barrier(count + 1)
+    replies: list[tuple[int, bytes]] = [(0, b"")] * count
+
+    def session(i: int) -> None:
+        client = clients[i]
+        client.putcmd("data")
+        assert client.getreply()[0] == START_INPUT
+        client.send(message(subject=f"parallel {i}") + b".\r\n")
+        sent.wait()
+        replies[i] = client.getreply()
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    sent.wait()
+    if before_data is not None:
+        before_data()
+    for thread in threads:
+        thread.join(10)
+    for client in clients:
+        client.close()
+    return replies
+
+
+def test_parallel_sessions_share_commits_and_each_gets_its_own_row(
+    store: Store, listen: Callable[..., int]
+) -> None:
+    port = listen(max_connections=60, max_connections_per_ip=60)
+    commits: list[float] = []
+    event.listen(store.engine, "commit", lambda conn: commits.append(time.monotonic()))
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+
+    def release_the_database() -> None:
+        # Every body is on the wire; give the listener a moment to read them all,
+        # so they queue behind the first (blocked) commit.
+        time.sleep(0.5)
+        blocker.execute("ROLLBACK")
+
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        replies = _send_concurrently(port, 50, release_the_database)
+    finally:
+        blocker.close()
+    assert [code for code, _ in replies] == [OK] * 50
+    ids = [queued_id(text) for _, text in replies]
+    rows = {row["id"]: row for row in store.rows()}
+    assert sorted(ids) == sorted(rows) and len(set(ids)) == 50
+    for i, spool_id in enumerate(ids):
+        assert rows[spool_id]["raw"] == message(subject=f"parallel {i}")
+        assert rows[spool_id]["state"] == "queued"
+    # The first mail's transaction waited for the lock; the other 49 then went
+    # into the next commit together instead of one fsync each.
+    assert len(commits) <= 3
+
+
+def test_a_failed_commit_is_451_for_every_mail_of_the_batch(
+    store: Store, listen: Callable[..., int]
+) -> None:
+    short_busy_timeout(store.engine, 300)
+    port = listen(max_connections_per_ip=20)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        replies = _send_concurrently(port, 10)
+        assert store.rows() == []
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert replies == [(TEMPFAIL, b"4.3.0 Temporary failure, please retry")] * 10
+    # The database is free again: the next mail goes through.
+    with smtp_client(port) as client:
+        client.sendmail(SENDER, [SUPPORT[0]], message())
+    assert len(store.rows()) == 1
+
+
+# --- metrics ---------------------------------------------------------------------
+
+
+def test_received_and_refused_mail_is_counted_on_the_metrics_endpoint(
+    store: Store, listen: Callable[..., int]
+) -> None:
+    metrics = Metrics()
+    port = listen(metrics=metrics, max_connections_per_ip=1)
+    server = start_metrics_server("127.0.0.1", 0, make_sessionmaker(store.engine), metrics)
+    try:
+        with smtp_client(port) as client:
+            client.sendmail(SENDER, [SUPPORT[0]], message())
+            client.sendmail(SENDER, [SUPPORT[1]], message(subject="second"))
+            client.mail(SENDER)
+            assert client.rcpt("stranger@example.net")[0] == RECIPIENT_REFUSED
+            client.rset()
+            client.mail(SENDER)
+            client.rcpt(SUPPORT[0])
+            assert client.data((b"x" * 98 + b"\r\n") * (MAX_SIZE // 100 + 1))[0] == TOO_BIG
+            extra = RawClient(port)  # over the per-IP cap: 421 before the greeting
+            assert extra.reply()[0] == TOO_MANY_CONNECTIONS
+            extra.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+            lines = set(r.read().decode().splitlines())
+    finally:
+        server.close()
+    assert 'mailticket_mail_received_total{source="smtp"} 2.0' in lines
+    assert 'mailticket_mail_rejected_total{reason="550_recipient"} 1.0' in lines
+    assert 'mailticket_mail_rejected_total{reason="552_too_large"} 1.0' in lines
+    assert 'mailticket_mail_rejected_total{reason="421_too_many_connections"} 1.0' in lines
+    assert 'mailticket_queue_depth{queue="spool",state="queued"} 2.0' in lines
+    assert len(store.rows()) == 2
+
+
+# --- the bulk DATA reader behaves exactly like aiosmtpd's own -------------------------
+
+
+class _Capture:
+    """Handler of the reference server: keeps every body aiosmtpd hands over."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.bodies.append(envelope.original_content)
+        return "250 OK"
+
+
+def _transcript(port: int, pieces: list[bytes]) -> list[int]:
+    """Reply codes for one session: envelope, DATA, then ``pieces`` sent apart, then QUIT."""
+    client = RawClient(port)
+    codes = [client.reply()[0]]
+    try:
+        client.send(b"EHLO client.example\r\n")
+        codes.append(client.reply()[0])
+        client.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{SUPPORT[0]}>\r\nDATA\r\n".encode())
+        codes += [client.reply()[0] for _ in range(3)]
+        for piece in pieces:
+            client.send(piece)
+            time.sleep(0.002)
+        client.send(b"QUIT\r\n")
+        while True:
+            try:
+                code, _ = client.reply()
+            except (ConnectionError, TimeoutError):
+                break
+            codes.append(code)
+            if code == CLOSING:
+                break
+    finally:
+        client.close()
+    return codes
+
+
+def _data_cases() -> list[list[bytes]]:
+    end = b"\r\n.\r\n"
+    line = b"y" * 98 + b"\r\n"
+    fill = line * (MAX_SIZE // len(line))  # 9,900 octets
+    cases: list[list[bytes]] = [
+        [b".\r\n"],
+        [b"\r\n.\r\n"],
+        [b"..\r\n.\r\n"],
+        [b".a\r\n..b\r\n...\r\nc.\r\n.d\r\n.\r\n"],
+        [b"a\n.\nb\r.\rc\r\n.\nd\n.\r\ne\r\n.\r\n"],  # bare LF/CR dots end nothing
+        [b"a\r\n.\rb\r\n.\r\n"],
+        [b"a", end, b"MAIL FROM:<x@example.net>\r\n"],  # pipelined after the end
+        [b"\r\n" * 5 + b".\r\n"],
+        [b"\x00\xff\x80 8bit\r\n.\r\n"],
+        [b"x" * 999 + end],
+        [b"x" * 1000 + end],
+        [b"x" * 1001 + end],
+        [b"x" * 1002 + end],
+        [b"." + b"x" * 999 + end],
+        [b"a\r\n" + b"x" * 5000 + b"\r\nb" + end],
+        [b"a" * 1500 + b"\r" + b"\n" * 3 + end],
+        [fill[:-2] + end],  # exactly at the size limit, then over it
+        [fill + b"z" * 98 + end],
+        [fill + b"z" * 99 + end],
+        [fill[:-300] + b"z" * 1000 + end],  # a long line before the limit
+        [fill + b"z" * 1000 + end],  # a long line across the limit
+        [fill[:-100] + b"z" * 1001 + end],
+        [fill[:-100] + b"z" * 1002 + end],
+        [fill + line * 3 + b"z" * 2000 + end],  # a long line after the limit
+        [fill * 3 + end],
+        # The end of data arriving in pieces, split at every point of CRLF . CRLF.
+        [b"a\r", b"\n.\r\n"],
+        [b"a\r\n", b".\r\n"],
+        [b"a\r\n.", b"\r\n"],
+        [b"a\r\n.\r", b"\n"],
+        [b".", b"\r\n"],
+        [b".\r", b"\nb\r\n.\r\n"],
+        [b"a\r\n", b".", b"b\r\n", b".", b"\r", b"\n"],
+        [b"x" * 600, b"x" * 600, b"\r\n.\r\n"],
+    ]
+    rng = random.Random(9)
+    tokens = [b"a", b".", b"\r", b"\n", b"\r\n", b"..", b"\r\n.", b"x" * 400]
+    for _ in range(15):
+        body = b"".join(rng.choice(tokens) for _ in range(rng.randint(0, 12)))
+        cut = rng.randint(0, len(body))
+        cases.append([body[:cut], body[cut:] + end])
+    return cases
+
+
+def test_data_is_split_refused_and_unstuffed_exactly_as_aiosmtpd_does(
+    store: Store, listen: Callable[..., int], loop_thread: LoopThread
+) -> None:
+    ours = listen()
+    capture = _Capture()
+
+    async def reference() -> asyncio.base_events.Server:
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(
+            lambda: SMTP(capture, data_size_limit=MAX_SIZE, hostname="ref.test"), "127.0.0.1", 0
+        )
+
+    server = loop_thread.run(reference())
+    theirs = server.sockets[0].getsockname()[1]
+    try:
+        for pieces in _data_cases():
+            seen = len(capture.bodies)
+            rows_before = len(store.rows())
+            expected = _transcript(theirs, pieces)
+            got = _transcript(ours, pieces)
+            assert got == expected, pieces
+            stored = [row["raw"] for row in store.rows()[rows_before:]]
+            assert stored == capture.bodies[seen:], pieces
+    finally:
+        server.close()
+    assert len(capture.bodies) > 20  # most cases delivered something

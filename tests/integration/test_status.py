@@ -15,6 +15,7 @@ from support.mails import build
 from mailticket.status import collect_status, format_status
 from mailticket.store.db import transaction
 from mailticket.store.schema import OutboxItem, QueueState, SpoolItem
+from mailticket.transport.imap_state import PollResult, record_poll
 
 NOW = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)
 
@@ -53,11 +54,13 @@ def test_empty_database(h: Harness) -> None:
         "outbox_failures_24h": {"failed": 0, "retrying": 0, "last_errors": []},
         "last_processed_at": None,
         "last_sent_at": None,
+        "imap": [],
     }
     text = format_status(status)
     assert "oldest waiting spool: none" in text
     assert "last processed: never" in text
     assert "outbox failures in the last 24 h: 0 failed, 0 waiting for a retry" in text
+    assert text.endswith("imap: no account polled\n")
 
 
 def test_queues_failures_and_last_times(h: Harness) -> None:
@@ -114,3 +117,33 @@ def test_queues_failures_and_last_times(h: Harness) -> None:
     assert "outbox failures in the last 24 h: 1 failed, 1 waiting for a retry" in lines
     assert (f"  #{failed} failed ack to ivan@acme.example (attempt 1): 550 5.1.1 no such user"
             in lines)
+
+
+def test_last_imap_poll_per_account(h: Harness) -> None:
+    good = PollResult("support", NOW - timedelta(minutes=3), fetched=4, spooled=3)
+    assert record_poll(h.factory, good)
+    assert record_poll(h.factory, PollResult("sales", NOW - timedelta(hours=2), fetched=1, spooled=1))
+    failed = PollResult("sales", NOW - timedelta(minutes=1), outcome="login_failed",
+                        error="login as 'sales' refused:\r\n  AUTHENTICATIONFAILED")
+    assert record_poll(h.factory, failed)
+
+    status = collect_status(h.factory, NOW, imap_accounts=("support", "sales", "billing"))
+    assert status["imap"] == [
+        {"account": "billing", "polled_at": None, "outcome": None, "error": None,
+         "fetched": 0, "spooled": 0, "last_ok_at": None},
+        {"account": "sales", "polled_at": "2026-11-20T16:49:00+00:00",
+         "outcome": "login_failed",
+         "error": "login as 'sales' refused:\r\n  AUTHENTICATIONFAILED",
+         "fetched": 0, "spooled": 0, "last_ok_at": "2026-11-20T14:50:00+00:00"},
+        {"account": "support", "polled_at": "2026-11-20T16:47:00+00:00", "outcome": "ok",
+         "error": None, "fetched": 4, "spooled": 3, "last_ok_at": "2026-11-20T16:47:00+00:00"},
+    ]
+    assert json.loads(json.dumps(status)) == status
+    lines = format_status(status).splitlines()
+    assert lines[-4:] == [
+        "last imap poll per account:",
+        "  billing: never polled",
+        "  sales: 2026-11-20T16:49:00+00:00 login_failed, 0 fetched, 0 new: login as 'sales' "
+        "refused: AUTHENTICATIONFAILED; last ok 2026-11-20T14:50:00+00:00",
+        "  support: 2026-11-20T16:47:00+00:00 ok, 4 fetched, 3 new",
+    ]

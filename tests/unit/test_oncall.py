@@ -102,12 +102,14 @@ monthly = true
 day = 3
 time = "07:15"
 recipients = ["boss@x.example"]
+incident_recipients = ["NOC@x.example", "boss@x.example"]
 """)
     cfg = config_mod.load(path, today=date(2026, 11, 20))
     assert cfg.oncall == OncallConfig(rota=((A, B),), start=date(2026, 1, 5),
                                       handover=time(9, 30), timezone="Europe/Berlin")
     assert (cfg.reports.monthly, cfg.reports.day, cfg.reports.at) == (True, 3, time(7, 15))
     assert cfg.reports.recipients == ("boss@x.example",)
+    assert cfg.reports.incident_recipients == ("noc@x.example", "boss@x.example")
     assert cfg.reports.timezone == "Europe/Moscow"
 
 
@@ -122,6 +124,7 @@ timezone = "Mars/Base"
 [reports]
 day = 31
 when = 1
+incident_recipients = ["not an address"]
 """)
     problems = [(p.key, p.reason.split(" (")[0].split(";")[0])
                 for p in config_mod.check(path, today=date(2026, 11, 20))]
@@ -134,6 +137,7 @@ when = 1
         ("oncall.timezone", "time zone 'Mars/Base' not found"),
         ("reports.day", "must be between 1 and 28, so every month has it"),
         ("reports.when", "unknown key"),
+        ("reports.incident_recipients[0]", "invalid address 'not an address'"),
     ]
 
 
@@ -142,3 +146,5 @@ def test_shipped_example_has_a_rota_and_monthly_reports() -> None:
                           today=date(2026, 11, 20))
     assert len(cfg.oncall.rota) == 2 and all(len(pair) == 2 for pair in cfg.oncall.rota)
     assert cfg.reports.monthly is True
+    assert cfg.reports.incident_recipients == ("service-manager@example.com",)
+    assert cfg.sla_plans["standard"].warn_ratio == 0.75

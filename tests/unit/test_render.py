@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,12 @@ from mailticket.render import (
     format_duration,
     normalise_locale,
 )
+from mailticket.reports import Compliance, MonthlyReport, Times, template_context
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 CREATED = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)  # Friday 19:50 in Moscow
 DUE = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # Monday 10:00 in Moscow
+RESOLVED = datetime(2026, 11, 20, 20, 10, tzinfo=UTC)  # Friday 23:10 in Moscow
 
 
 def ticket(**extra: Any) -> dict[str, Any]:
@@ -47,6 +49,56 @@ def engineer_ticket() -> dict[str, Any]:
         first_response_due=DUE,
         resolution_due=None,
     )
+
+
+def incident_context() -> dict[str, Any]:
+    """A critical ticket answered 5 minutes late and resolved in time."""
+    breach = CREATED + timedelta(minutes=30)
+    reply = CREATED + timedelta(minutes=35)
+    return {
+        "ticket": ticket(priority="critical", status="resolved", contract_name="ООО «Ромашка»"),
+        "resolved_at": RESOLVED,
+        "timeline": [
+            {"at": CREATED, "kind": "opened", "actor": "ivan@romashka.ru", "detail": {}},
+            {"at": CREATED, "kind": "customer", "actor": "ivan@romashka.ru",
+             "detail": {"text": "Принтер не печатает."}},
+            {"at": breach, "kind": "sla_breach", "actor": "mailticket",
+             "detail": {"timer": "first_response"}},
+            {"at": reply, "kind": "reply", "actor": "Анна Смирнова",
+             "detail": {"text": "Меняем картридж."}},
+            {"at": reply, "kind": "cause", "actor": "Анна Смирнова", "detail": {"text": "тонер"}},
+            {"at": RESOLVED, "kind": "status", "actor": "Анна Смирнова",
+             "detail": {"from": "open", "to": "resolved"}},
+        ],
+        "timers": [
+            {"timer": "first_response", "target_minutes": 30, "used_minutes": 35,
+             "due_at": breach, "ended_at": reply, "met": True, "in_time": False},
+            {"timer": "resolution", "target_minutes": 240, "used_minutes": 200,
+             "due_at": CREATED + timedelta(minutes=240), "ended_at": RESOLVED, "met": True,
+             "in_time": True},
+        ],
+        "breaches": [{"timer": "first_response", "deadline": breach}],
+        "cause": "Закончился тонер.",
+        "actions": "Картридж заменён.\nПринтер проверен.",
+    }
+
+
+def monthly_context() -> dict[str, Any]:
+    """October 2026 of one contract: seven tickets, busiest on Mondays at 10."""
+    report = MonthlyReport(
+        contract_id="romashka", contract_name="ООО «Ромашка»", month="2026-10",
+        start=datetime(2026, 9, 30, 21, 0, tzinfo=UTC), end=datetime(2026, 10, 31, 21, 0, tzinfo=UTC),
+        timezone="Europe/Moscow", total=7,
+        by_priority={"critical": 1, "major": 2, "minor": 4, "technical": 0},
+        by_line={"L1": 6, "L2": 1, "L3": 0, "L4": 0},
+        compliance=(Compliance("first_response", 5, 1, 1), Compliance("resolution", 3, 1, 3)),
+        response=Times(6, 45.0, 150), resolution=Times(4, 600.0, 1500),
+        by_hour=tuple(3 if h == 10 else int(h in (9, 14, 15, 16)) for h in range(24)),
+        by_weekday=(3, 1, 1, 1, 1, 0, 0),
+        subjects=(("Не печатает принтер", 3), ("VPN", 2)),
+    )
+    return template_context(report, "cid:chart-romashka-2026-10@example.ru",
+                            "report-romashka-2026-10.csv")
 
 
 def contexts() -> dict[str, dict[str, Any]]:
@@ -116,6 +168,8 @@ def contexts() -> dict[str, dict[str, Any]]:
             "comment": "Долго ждали ответа.",
             "from_addr": "ivan@romashka.ru",
         },
+        "incident_report": incident_context(),
+        "monthly_report": monthly_context(),
     }
 
 
@@ -145,6 +199,10 @@ SUBJECTS = {
     ("rating_request", "en"): "[#MT-12] How did we do? Не печатает принтер",
     ("low_rating", "ru"): "[#MT-12] Низкая оценка 2 из 5 (ООО «Ромашка»): Не печатает принтер",
     ("low_rating", "en"): "[#MT-12] Low rating 2/5 (ООО «Ромашка»): Не печатает принтер",
+    ("incident_report", "ru"): "[#MT-12] Сообщение о нарушениях: Не печатает принтер",
+    ("incident_report", "en"): "[#MT-12] Incident report: Не печатает принтер",
+    ("monthly_report", "ru"): "Отчёт о техподдержке за 2026-10: ООО «Ромашка»",
+    ("monthly_report", "en"): "Support report 2026-10: ООО «Ромашка»",
 }
 
 # Phrases each text body must contain: the point of the message, in its words.
@@ -214,6 +272,42 @@ PHRASES = {
                            "Оценил:      ivan@romashka.ru", "Долго ждали ответа.", "#status open"],
     ("low_rating", "en"): ["The customer rated ticket MT-12 2 out of 5.",
                            "Rated by:  ivan@romashka.ru", "Долго ждали ответа.", "#status open"],
+    ("incident_report", "ru"): [
+        "Сообщение о нарушениях по обращению MT-12", "Договор:      ООО «Ромашка»",
+        "Приоритет:    критический", "Решено:       пт, 20.11.2026 23:10 MSK",
+        "  Первый ответ: 35 мин из 30 мин — с нарушением срока\n"
+        "  Восстановление: 3 ч 20 мин из 4 ч — в срок\n",
+        "Нарушения:\n  Истёк срок первого ответа: пт, 20.11.2026 20:20 MSK\n",
+        "Причина:\nЗакончился тонер.\n", "Принятые меры:\nКартридж заменён.\nПринтер проверен.\n",
+        "  пт, 20.11.2026 20:20 MSK  нарушение SLA: истёк срок первого ответа\n"
+        "  пт, 20.11.2026 20:25 MSK  ответ Анна Смирнова: Меняем картридж.\n"
+        "  пт, 20.11.2026 20:25 MSK  причина записана (Анна Смирнова)\n"
+        "  пт, 20.11.2026 23:10 MSK  статус: в работе → решено (Анна Смирнова)\n"],
+    ("incident_report", "en"): [
+        "Incident report for ticket MT-12", "Resolved:   Fri 20 Nov 2026 23:10 MSK",
+        "  First response: 35 min of 30 min - missed\n  Resolution: 3 h 20 min of 4 h - met\n",
+        "  First response deadline missed at Fri 20 Nov 2026 20:20 MSK\n",
+        "Cause:\nЗакончился тонер.\n", "Actions taken:\nКартридж заменён.\nПринтер проверен.\n",
+        "  Fri 20 Nov 2026 19:50 MSK  message from ivan@romashka.ru: Принтер не печатает.\n",
+        "  Fri 20 Nov 2026 20:25 MSK  cause recorded by Анна Смирнова\n"],
+    ("monthly_report", "ru"): [
+        "Отчёт о техподдержке по договору с ООО «Ромашка»\n"
+        "Период: чт, 01.10.2026 00:00 MSK — сб, 31.10.2026 23:59 MSK\n",
+        "Зарегистрировано обращений: 7", "  Критический: 1\n  Высокий: 2\n  Обычный: 4\n",
+        "  L1: 6\n  L2: 1\n",
+        "  Первый ответ: 83,3 % в срок (5 в срок, 1 с нарушением, 1 в работе)",
+        "  Решение: 75 % в срок (3 в срок, 1 с нарушением, 3 в работе)",
+        "  Первый ответ: медиана 45 мин, 90-й процентиль 2 ч 30 мин (обращений: 6)",
+        "  Решение:      медиана 10 ч, 90-й процентиль 25 ч (обращений: 4)",
+        "с 10:00 до 11:00; день недели — понедельник.", "report-romashka-2026-10.csv",
+        "  3 × Не печатает принтер\n  2 × VPN\n"],
+    ("monthly_report", "en"): [
+        "Support report for ООО «Ромашка»\n"
+        "Period: Thu 1 Oct 2026 00:00 MSK - Sat 31 Oct 2026 23:59 MSK\n",
+        "Tickets opened: 7", "  First response: 83.3 % in time (5 in time, 1 breached, 1 still running)",
+        "  Resolution:     median 10 h, 90th percentile 25 h (4 tickets)",
+        "Busiest hour: 10:00-11:00; busiest weekday: Monday.",
+        "  3 x Не печатает принтер\n  2 x VPN\n"],
 }
 
 CASES = sorted(SUBJECTS)
@@ -254,9 +348,9 @@ def test_renders_exact_subject_and_key_phrases(renderer: Renderer, name: str, lo
 
 
 @pytest.mark.parametrize(("name", "locale"), CASES)
-def test_only_ack_and_reply_have_html(renderer: Renderer, name: str, locale: str) -> None:
+def test_only_customer_mail_has_html(renderer: Renderer, name: str, locale: str) -> None:
     out = renderer.render(name, locale, contexts()[name])
-    if name in ("ack", "reply", "rating_request"):
+    if name in ("ack", "reply", "rating_request", "incident_report", "monthly_report"):
         assert out.html is not None
         assert out.html.startswith("<!DOCTYPE html>\n")
         assert f'<html lang="{locale}">' in out.html
@@ -304,6 +398,19 @@ def test_html_is_escaped_and_text_is_not(renderer: Renderer) -> None:
     assert out.html is not None
     assert "<div>&lt;script&gt;alert(1)&lt;/script&gt;<br>\nA &amp; B</div>" in out.html
     assert "<script>" not in out.html
+
+
+@pytest.mark.parametrize("locale", ["ru", "en"])
+def test_report_html_shows_the_chart_and_escapes_engineer_text(
+    renderer: Renderer, locale: str
+) -> None:
+    monthly = renderer.render("monthly_report", locale, monthly_context()).html or ""
+    assert '<img src="cid:chart-romashka-2026-10@example.ru"' in monthly
+    assert "report-romashka-2026-10.csv" in monthly
+    context = incident_context() | {"cause": "<b>disk</b> & RAID"}
+    incident = renderer.render("incident_report", locale, context).html or ""
+    assert "&lt;b&gt;disk&lt;/b&gt; &amp; RAID" in incident
+    assert "<b>disk</b>" not in incident
 
 
 def test_subject_is_one_clean_line(renderer: Renderer) -> None:

@@ -18,8 +18,8 @@ from mailticket.sla import (
     TimerState,
     deadlines,
     evaluate,
-    explain,
 )
+from mailticket.sla_explain import explain
 
 MSK = ZoneInfo("Europe/Moscow")
 FR, RES, NEXT = Timer.FIRST_RESPONSE, Timer.RESOLUTION, Timer.NEXT_RESPONSE
@@ -374,4 +374,16 @@ def test_explain_lists_plan_calendar_intervals_and_events() -> None:
         "Event due: first_response warning at 2026-10-19 Mon 08:45 MSK",
         "Event due: first_response breach at 2026-10-19 Mon 09:00 MSK",
         "Next check: 2026-10-19 Mon 14:00 MSK",
+    ]
+
+
+def test_explain_says_which_fired_events_were_sent() -> None:
+    ticket = clock(Priority.MAJOR)
+    now = msk(2026, 10, 19, 9, 0)
+    warned = evaluate(ticket, PLAN, CALENDARS, now).events_due[0]
+    lines = explain(ticket, PLAN, CALENDARS, now, {warned.key: msk(2026, 10, 19, 8, 36)})
+    assert [line for line in lines if line.startswith("Event due:")] == [
+        "Event due: first_response warning at 2026-10-19 Mon 08:35 MSK; "
+        "sent 2026-10-19 Mon 08:36 MSK",
+        "Event due: first_response breach at 2026-10-19 Mon 08:50 MSK; not sent yet",
     ]
