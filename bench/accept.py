@@ -25,8 +25,8 @@ from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.schema import SpoolItem
 from mailticket.transport.lmtp import start_listener
 
-# (clients, mails per client): about a thousand mails per level, fewer for one client.
-LEVELS = ((1, 200), (10, 60), (100, 10))
+# (clients, mails per client): 500 to 1,000 mails per level, fewer for one client.
+LEVELS = ((1, 100), (10, 50), (100, 10))
 
 
 async def _level(factory: Any, clients: int, each: int, corpus: Path) -> dict[str, Any]:

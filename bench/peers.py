@@ -24,7 +24,9 @@ def run(res: Results, count: int) -> dict[str, float]:
     # The threading probes feed no ratio, and the one-process-per-mail Roundup
     # run needs few mails for its rate; both are set in the environment to change.
     env.setdefault("PROBE_N", "0")
-    env.setdefault("CLI_N", "50")
+    env.setdefault("CLI_N", "20")
+    # A peer that takes longer than this stops and reports the rate so far.
+    env.setdefault("TIME_LIMIT", "120")
     proc = subprocess.Popen(
         ["bash", str(SHARED / "bench" / "peers.sh"), str(count)],
         stdout=subprocess.PIPE, text=True, env=env,

@@ -7,12 +7,13 @@ alternating the two ``--rounds`` times so machine load hits both alike, then
 optionally runs one more pipeline pass under cProfile and prints the top
 functions.
 
-    .venv/bin/python bench/profile_pipeline.py [-n 300] [--rounds 2] [--profile] [--top 30] [--save FILE]
+    .venv/bin/python bench/profile_pipeline.py [-n 300] [--rounds 2] [--profile] [--top 30] [--save FILE] [--cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pstats
 import shutil
@@ -20,12 +21,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import throughput  # noqa: E402
-from common import SHARED, corpus_dir, database, load_corpus, sender_domains  # noqa: E402
+import throughput
+from common import (
+    SHARED,
+    bench_config,
+    corpus_dir,
+    database,
+    load_corpus,
+    sender_domains,
+)
 
 
 def floor_rate(corpus: Path, tmp: Path) -> float:
@@ -47,6 +56,40 @@ def ours_rate(tmp: Path, mails: list, domains: list[str], profile: Path | None =
     return out
 
 
+def cpu_per_message(corpus: Path, tmp: Path, mails: list, domains: list[str]) -> tuple[float, float]:
+    """CPU ms per message of the floor and of ours, both in this process (less load-sensitive).
+
+    The floor is ``baseline_python.run_sqlite`` itself; ours is a ``SpoolWorker``
+    draining the spooled corpus. Only the loops are timed (``time.process_time``).
+    """
+    sys.path.insert(0, str(SHARED / "bench"))
+    import baseline_python
+
+    from mailticket.notify import Notifier
+    from mailticket.render import Renderer
+    from mailticket.store.db import make_engine, make_sessionmaker
+    from mailticket.worker import SpoolWorker
+
+    files = sorted(corpus.glob("*.eml"))
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    started = time.process_time()
+    baseline_python.run_sqlite(files, folder / "floor.db", "FULL")
+    floor = (time.process_time() - started) / len(files) * 1000
+    logging.disable(logging.CRITICAL)
+    with database("sqlite", tmp) as url:
+        throughput.spool_all(url, mails)
+        config = bench_config(tmp, url, domains)
+        engine = make_engine(url)
+        worker = SpoolWorker(make_sessionmaker(engine), config,
+                             Notifier(config, Renderer(config.templates_dir)))
+        started = time.process_time()
+        count = worker.drain()
+        ours = (time.process_time() - started) / max(count, 1) * 1000
+        engine.dispose()
+    logging.disable(logging.NOTSET)
+    return floor, ours
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=300, help="corpus size (default 300)")
@@ -54,6 +97,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--save", type=Path, default=None, help="keep the profile at this path")
+    ap.add_argument("--cpu", action="store_true",
+                    help="also CPU ms/msg of floor and ours, in-process, per round")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mailticket-prof-"))
     try:
@@ -69,6 +114,10 @@ def main() -> int:
             print(f"  round {i + 1}: floor {floors[-1]:.1f} msg/s, ours {ours[-1]:.1f} msg/s "
                   f"({ours[-1] / floors[-1]:.2f}x) stored={out['stored']} "
                   f"errors={out['failed']}", flush=True)
+            if args.cpu:
+                floor_cpu, ours_cpu = cpu_per_message(corpus, tmp, mails, domains)
+                print(f"           cpu: floor {floor_cpu:.2f} ms/msg, ours {ours_cpu:.2f} ms/msg "
+                      f"({floor_cpu / ours_cpu:.2f}x)", flush=True)
         if args.rounds:
             f, o = statistics.median(floors), statistics.median(ours)
             print(f"median: floor {f:.1f} msg/s, ours {o:.1f} msg/s, ratio {o / f:.2f}x "

@@ -165,7 +165,9 @@ def announce(ctx: Context, work: Work) -> Work:
                      or notify.engineers_for(ctx.notifier, ticket))
     blocked: set[str] | None = None
     if work.event == "new" or engineers:
-        blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
+        # Nothing this mail changed is a suppression row: no need to flush first.
+        with ctx.session.no_autoflush:
+            blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
     if work.event == "new":
         notify.acknowledge(
             ctx.session,

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     bindparam,
     case,
     event,
@@ -105,11 +106,11 @@ def _auto_mail_counts(with_ticket: bool) -> Select[tuple[int, int, int]]:
     index), of those the ones of ``:kind`` (and ``:ticket_id``), and the
     ticket's automatic mail to anyone since ``:hour``.
     """
-    log_ = AutoReplyLog
+    log_ = AutoReplyLog.__table__.c
     today = (log_.recipient == bindparam("recipient")) & (log_.sent_at >= bindparam("since"))
     same_kind = today & (log_.kind == bindparam("kind"))
     this_hour: ColumnElement[bool] = false()
-    where = today
+    where: ColumnElement[bool] = today
     if with_ticket:
         same_kind = same_kind & (log_.ticket_id == bindparam("ticket_id"))
         this_hour = (log_.ticket_id == bindparam("ticket_id")) & (log_.sent_at >= bindparam("hour"))
@@ -117,7 +118,7 @@ def _auto_mail_counts(with_ticket: bool) -> Select[tuple[int, int, int]]:
     return select(
         *(func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
           for cond in (today, same_kind, this_hour))
-    ).select_from(log_).where(where)
+    ).select_from(AutoReplyLog.__table__).where(where)
 
 
 _AUTO_MAIL_COUNTS = _auto_mail_counts(with_ticket=False)
@@ -143,11 +144,12 @@ def auto_mail_allowed(
     overrides: Mapping[str, int] = getattr(mail_cfg, "auto_reply_overrides", None) or {}
     daily = overrides.get(recipient.lower(), mail_cfg.auto_replies_per_recipient_per_day)
     params = {"recipient": recipient, "since": since, "kind": kind}
+    # Core, no autoflush: only queue_mail writes this log, and it writes at once.
     if ticket_id is None:
-        counts = session.execute(_AUTO_MAIL_COUNTS, params).one()
+        counts = session.connection().execute(_AUTO_MAIL_COUNTS, params).one()
     else:
         params.update(ticket_id=ticket_id, hour=now - timedelta(hours=1))
-        counts = session.execute(_AUTO_MAIL_COUNTS_TICKET, params).one()
+        counts = session.connection().execute(_AUTO_MAIL_COUNTS_TICKET, params).one()
     to_recipient, of_kind, for_ticket = (int(c or 0) for c in counts)
     if to_recipient >= daily or (per_day is not None and of_kind >= per_day):
         return False
@@ -156,12 +158,12 @@ def auto_mail_allowed(
 
 # Outbox rows queued in a session whose VERP envelope sender still needs their id.
 _VERP_PENDING = "mailticket.notify.verp_pending"
-_OUTBOX = OutboxItem.__table__
+_OUTBOX = cast(Table, OutboxItem.__table__)
 _SET_ENVELOPE_FROM = (
     update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(envelope_from=bindparam("verp"))
 )
 # Rate-limit log rows are only ever counted in SQL: written with one Core statement.
-_INSERT_AUTO_REPLY = insert(AutoReplyLog.__table__)
+_INSERT_AUTO_REPLY = insert(cast(Table, AutoReplyLog.__table__))
 
 
 def _stamp_verp(session: Session, _flush_context: Any) -> None:
@@ -397,7 +399,7 @@ def notify_engineers(
     blocked = (suppression.suppressed_among(session, engineers) if suppressed is None
                else suppressed)
     texts: dict[str, Rendered] = {}
-    items = []
+    items: list[OutboxItem] = []
     for engineer in engineers:
         token = addresses.make_reply_token(
             notifier.config.mail.reply_token_secret, ticket.id, engineer, now.date()
@@ -407,23 +409,23 @@ def notify_engineers(
         locale = person.locale if person else notifier.config.mail.default_locale
         if locale not in texts:
             texts[locale] = notifier.renderer.render("engineer_notice", locale, context)
-        items.append(
-            queue_mail(
-                session,
-                notifier,
-                kind=f"engineer_{event}",
-                to=[engineer],
-                template="engineer_notice",
-                locale=locale,
-                context=context,
-                now=now,
-                ticket=ticket,
-                reply_to=reply_to,
-                auto_submitted="auto-generated",
-                rendered=texts[locale],
-                suppressed=blocked,
-            )
+        item = queue_mail(
+            session,
+            notifier,
+            kind=f"engineer_{event}",
+            to=[engineer],
+            template="engineer_notice",
+            locale=locale,
+            context=context,
+            now=now,
+            ticket=ticket,
+            reply_to=reply_to,
+            auto_submitted="auto-generated",
+            rendered=texts[locale],
+            suppressed=blocked,
         )
+        if item is not None:  # None: the engineer's address is suppressed
+            items.append(item)
     return items
 
 

@@ -169,15 +169,18 @@ def authenticate(work: Work, ctx: Context) -> Work | Outcome:
 def thread(work: Work, ctx: Context) -> Work | Outcome:
     """Find the ticket this mail continues, refusing threads the sender may not join."""
     mail, who = _mail(work), _auth(work)
-    if tickets.is_known_message_id(ctx.session, mail.message_id):
-        return Outcome(QueueState.DONE, "duplicate", detail=mail.message_id or "")
+    keys = thread_keys(mail, ctx.config.mail.ticket_prefix)
+    # One lookup answers "seen before?" and "which thread?".
+    known = tickets.known_message_ids(
+        ctx.session, [m for m in (mail.message_id, *keys.message_ids) if m])
+    if mail.message_id and mail.message_id in known:
+        return Outcome(QueueState.DONE, "duplicate", detail=mail.message_id)
     if (rated := feedback.from_token(ctx, work)) is not None:
         return rated  # a mail to a signed support+rate-… address rates a ticket, nothing else
     principal = who.principal
     if principal.kind == PrincipalKind.ENGINEER:
         return engineer_replies.thread(ctx, work)
-    keys = thread_keys(mail, ctx.config.mail.ticket_prefix)
-    ticket = tickets.find_by_message_ids(ctx.session, keys.message_ids)
+    ticket = tickets.find_by_message_ids(ctx.session, keys.message_ids, known)
     if ticket is None:
         ticket = tickets.find_by_numbers(ctx.session, keys.ticket_numbers)
     if ticket is None and keys.message_ids and _earlier_mail_in_flight(ctx, work):

@@ -107,7 +107,7 @@ def satisfaction(
         resolved=len(rows),
         requested=sum(row.rating_requested_at is not None for row in rows),
         rated=len(scores),
-        average=round(statistics.fmean(scores), 2) if scores else None,
+        average=round(statistics.fmean(scores), 1) if scores else None,
         distribution=tuple(counts[score] for score in SCORES),
         low_threshold=threshold,
         low=tuple(low),

@@ -7,11 +7,11 @@ events and the outbox rows that announce it commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Table, bindparam, event, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from mailticket.model import (
@@ -37,13 +37,15 @@ from mailticket.store.schema import (
 # written and read with prebuilt Core statements: no unit of work, no
 # RETURNING of an id, no statement built per call. They reference stored
 # tickets only, so they never wait for a flush.
-_IDS = MessageIdIndex.__table__
+_IDS = cast(Table, MessageIdIndex.__table__)
 _KNOWN_ID = select(_IDS.c.message_id).where(_IDS.c.message_id == bindparam("mid"))
 _TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
     _IDS.c.message_id.in_(bindparam("ids", expanding=True))
 )
 _INSERT_ID = insert(_IDS)
-_INSERT_AUDIT = insert(AuditEvent.__table__)
+_INSERT_AUDIT = insert(cast(Table, AuditEvent.__table__))
+# Articles added in a session whose Message-ID index row waits for their id.
+_PENDING_IDS = "mailticket.tickets.pending_ids"
 
 
 def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
@@ -60,19 +62,59 @@ def parse_ref(text: str, prefix: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _settle(session: Session) -> None:
+    """Write index rows that still wait for their article's id, before reading the index."""
+    if session.info.get(_PENDING_IDS):
+        session.flush()
+
+
+def _write_pending_ids(session: Session, _flush_context: object) -> None:
+    """After a flush gave new articles their ids, index their Message-IDs in one statement."""
+    pending = session.info.get(_PENDING_IDS)
+    if not pending:
+        return
+    rows, waiting = [], []
+    for article, message_id, direction in pending:
+        state = inspect(article)
+        if state.persistent:
+            rows.append({"message_id": message_id, "ticket_id": article.ticket_id,
+                         "article_id": article.id, "direction": direction.value})
+        elif state.pending:
+            waiting.append((article, message_id, direction))
+        # else: dropped with a rolled-back savepoint.
+    session.info[_PENDING_IDS] = waiting
+    if rows:
+        session.connection().execute(_INSERT_ID, rows)
+
+
+event.listen(Session, "after_flush_postexec", _write_pending_ids)
+
+
 def is_known_message_id(session: Session, message_id: str | None) -> bool:
     """Whether a Message-ID is already stored (a re-delivery, or To + Cc)."""
     if not message_id:
         return False
+    _settle(session)
     return session.connection().execute(_KNOWN_ID, {"mid": message_id}).first() is not None
 
 
-def find_by_message_ids(session: Session, message_ids: Sequence[str]) -> Ticket | None:
-    """The ticket of the first cited Message-ID we know, following merges."""
+def known_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str, int]:
+    """The ticket of each of ``message_ids`` that is stored, in one query."""
     if not message_ids:
-        return None
+        return {}
+    _settle(session)
     rows = session.connection().execute(_TICKETS_OF_IDS, {"ids": list(message_ids)}).all()
-    by_id = {mid: ticket_id for mid, ticket_id in rows}
+    return {mid: ticket_id for mid, ticket_id in rows}
+
+
+def find_by_message_ids(
+    session: Session, message_ids: Sequence[str], known: Mapping[str, int] | None = None
+) -> Ticket | None:
+    """The ticket of the first cited Message-ID we know, following merges.
+
+    ``known``: the caller's :func:`known_message_ids` over at least these ids.
+    """
+    by_id = known_message_ids(session, message_ids) if known is None else known
     for mid in message_ids:
         if mid in by_id:
             return follow_merges(session, session.get(Ticket, by_id[mid]))
@@ -183,8 +225,9 @@ def add_article(
     The article joins ``ticket.articles`` through its ``ticket`` reference, which
     does not load a collection nobody has read yet (a long thread's texts).
     ``new_message_id`` says the caller already knows the id is not indexed.
-    The article has its id only once the session flushes, unless it has a
-    Message-ID (the index row names it).
+    The article, and the index row of its Message-ID, are written at the
+    session's next flush; reading the index (:func:`is_known_message_id`,
+    :func:`find_by_message_ids`) flushes first.
     """
     rows = [store_attachment(session, name, ctype, data) for name, ctype, data in attachments]
     article = Article(
@@ -204,12 +247,12 @@ def add_article(
         created_at=now,
         attachments=rows,
     )
+    if message_id and (new_message_id or not is_known_message_id(session, message_id)):
+        # The index row names the article, which has no id before the next flush;
+        # _write_pending_ids writes it then, so adding an article costs no flush.
+        session.info.setdefault(_PENDING_IDS, []).append((article, message_id, direction))
     session.add(article)
     ticket.updated_at = now
-    if message_id:
-        session.flush()  # the index row names the article
-        index_message_id(session, message_id, ticket.id, article.id, direction,
-                         fresh=new_message_id)
     return article
 
 

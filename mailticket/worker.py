@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -66,7 +67,7 @@ def lease_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         return
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        driver = conn.connection.driver_connection
+        driver: Any = conn.connection.driver_connection
         if sqlite:
             # Outside any transaction: SQLite refuses to change it inside one.
             driver.execute("PRAGMA synchronous=NORMAL")
@@ -210,9 +211,9 @@ class SpoolWorker:
         held = workqueue.claim(session, SpoolItem, self.clock(), self.config.worker.lease_seconds)
         if held is None:
             return None
-        row = session.get(SpoolItem, held.id)  # the identity map, not a query
-        assert row is not None
-        return held, row
+        assert held.values is not None
+        # A detached copy of the claimed row: the pipeline only reads it.
+        return held, SpoolItem(**held.values)
 
     def release(self) -> None:
         """Give back a claim kept for the next message, its attempt uncounted (on stop)."""

@@ -110,11 +110,16 @@ def phrase(display_name: str, first_room: int = _EW_MAX) -> list[str]:
     """A cleaned display name as phrase tokens: atoms, one quoted string, or encoded words."""
     if not display_name:
         return []
-    if not display_name.isascii() or "=?" in display_name or len(display_name) > _LONG_WORD:
+    words = display_name.split(" ")
+    if not display_name.isascii() or "=?" in display_name or any(
+        len(word) > _LONG_WORD for word in words
+    ):
         return _encoded_words(display_name, min(first_room, _EW_MAX))
     if _ATEXT_PHRASE.fullmatch(display_name):
-        return display_name.split(" ")
-    return ['"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+        return words
+    # One quoted string, split at its (single) spaces: a fold there is white space
+    # inside the quotes, which unfolding turns back into that space.
+    return ('"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"').split(" ")
 
 
 def address_field(name: str, mailboxes: Sequence[tuple[str, str]]) -> str:

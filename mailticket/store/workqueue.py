@@ -11,11 +11,13 @@ crashed worker) makes the row claimable again, so nothing is ever lost.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from functools import cache
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, Table, Update, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,8 @@ class Claim:
     id: int
     token: str
     attempts: int
+    # The row's columns right after the claim (id, raw, state …); None if not given.
+    values: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -66,12 +70,32 @@ def put_spool(session: Session, item: SpoolItem) -> tuple[SpoolItem, bool]:
     return item, True
 
 
-def _due(model: type[Row], now: datetime):  # type: ignore[no-untyped-def]
-    """Rows that may be claimed now: queued and due, or claimed with an expired lease."""
-    return or_(
-        (model.state == QueueState.QUEUED) & (model.next_attempt_at <= now),
-        (model.state == QueueState.CLAIMED) & (model.lease_until < now),
+@cache
+def _claim_statements(model: type[Row]) -> tuple[Select[Any], Update]:
+    """The claim's two Core statements for one queue table, built once.
+
+    Core, not ORM: a claim per message is a hot path, and these rows are read
+    back as objects only when the caller asks (``session.get``).
+    """
+    table = cast(Table, model.__table__)
+    now = bindparam("now", type_=table.c.next_attempt_at.type)
+    pick = (
+        select(table)
+        .where(or_(
+            (table.c.state == QueueState.QUEUED) & (table.c.next_attempt_at <= now),
+            (table.c.state == QueueState.CLAIMED) & (table.c.lease_until < now),
+        ))
+        .order_by(table.c.next_attempt_at, table.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
     )
+    take = (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(state=QueueState.CLAIMED, claim_token=bindparam("token"),
+                lease_until=bindparam("until"), attempts=bindparam("tries"))
+    )
+    return pick, take
 
 
 def claim(
@@ -81,24 +105,20 @@ def claim(
 
     The attempt is counted at claim time so that a message that crashes the
     whole process (kill -9, OOM) still runs out of attempts and is quarantined.
+    The returned claim carries the row's columns as they are now (``values``).
     """
-    query = (
-        select(model)
-        .where(_due(model, now))
-        .order_by(model.next_attempt_at, model.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    row = session.scalar(query)
+    pick, take = _claim_statements(model)
+    conn = session.connection()
+    row = conn.execute(pick, {"now": now}).mappings().first()
     if row is None:
         return None
     token = secrets.token_hex(16)
-    row.state = QueueState.CLAIMED
-    row.claim_token = token
-    row.lease_until = now + timedelta(seconds=lease_seconds)
-    row.attempts += 1
-    session.flush()
-    return Claim(id=row.id, token=token, attempts=row.attempts)
+    until = now + timedelta(seconds=lease_seconds)
+    attempts = row["attempts"] + 1
+    conn.execute(take, {"row_id": row["id"], "token": token, "until": until, "tries": attempts})
+    values = {**row, "state": QueueState.CLAIMED, "claim_token": token, "lease_until": until,
+              "attempts": attempts}
+    return Claim(id=row["id"], token=token, attempts=attempts, values=values)
 
 
 def holds(session: Session, model: type[Row], held: Claim) -> Row | None:
@@ -110,6 +130,15 @@ def holds(session: Session, model: type[Row], held: Claim) -> Row | None:
     )
 
 
+@cache
+def _finish_statement(model: type[Row]) -> Update:
+    """``UPDATE … WHERE id AND claim_token``; the columns to set come with the parameters."""
+    table = cast(Table, model.__table__)
+    return update(table).where(
+        table.c.id == bindparam("row_id"), table.c.claim_token == bindparam("held_token")
+    )
+
+
 def finish(
     session: Session, model: type[Row], held: Claim, now: datetime, state: str = QueueState.DONE,
     **values: object,
@@ -117,13 +146,14 @@ def finish(
     """Mark a claimed row finished in the caller's transaction; False if the lease was lost.
 
     ``values`` are further columns to write in the same UPDATE (the spool's outcome).
+    A Core statement: objects of the row already in the session are not refreshed.
     """
-    result = session.execute(
-        update(model)
-        .where(model.id == held.id, model.claim_token == held.token)
-        .values(state=state, finished_at=now, lease_until=None, claim_token=None, **values)
+    result = session.connection().execute(
+        _finish_statement(model),
+        {"row_id": held.id, "held_token": held.token, "state": state, "finished_at": now,
+         "lease_until": None, "claim_token": None, **values},
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 def defer(session: Session, model: type[Row], held: Claim, until: datetime) -> bool:

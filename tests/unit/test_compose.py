@@ -1,4 +1,8 @@
-"""Outgoing mail: exact headers, Cyrillic round trips, and no way to inject a header."""
+"""Outgoing mail: exact headers, Cyrillic round trips, and no way to inject a header.
+
+Both writers: ``to_bytes(compose(...))`` (stdlib) and ``compose_bytes`` (the fast one
+notify uses), which must read the same to any mail client.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,15 @@ from email.utils import parseaddr
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from mailticket.mail import mime_writer
 from mailticket.mail.compose import (
     MAX_REFERENCES,
     clean_header,
     compose,
+    compose_bytes,
     new_message_id,
     strip_reply_prefixes,
     subject_with_tag,
@@ -420,3 +428,169 @@ def test_strip_reply_prefixes(subject: str, expected: str) -> None:
 )
 def test_subject_with_tag(subject: str, expected: str) -> None:
     assert subject_with_tag(subject, "[#MT-12]") == expected
+
+
+# --- compose_bytes: the fast writer must say what the stdlib path says -------------------
+
+def view(raw: bytes) -> list[tuple[str, list[tuple[str, str]], str | None]]:
+    """What a reader sees: per part its type, decoded headers (boundary aside) and content."""
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    out = []
+    for part in msg.walk():
+        headers = [(k.lower(), str(v)) for k, v in part.items()
+                   if not (k.lower() == "content-type" and part.is_multipart())]
+        content = None if part.is_multipart() else part.get_content()
+        out.append((part.get_content_type(), headers, content))
+    return out
+
+
+SAME_AS_STDLIB = [
+    {},
+    {"html": "<p>Привет, мир</p>"},
+    {"subject": "Re: [#MT-12] Не печатает принтер в бухгалтерии на третьем этаже — срочно"},
+    {"subject": "Тема " * 60, "text": "Строка без переносов " * 100,
+     "html": "<p>" + "ы" * 3000 + "</p>"},
+    {"subject": "Mostly ASCII with one ü in it", "from_name": "Jürgen"},
+    {"subject": "", "from_name": ""},
+    {"subject": "x" * 120},
+    {"from_name": "Служба технической поддержки ООО «Ромашка»"},
+    {"from_name": 'Support, "Tier 2" <ops@evil.test>'},
+    {"from_name": "Tech. Support \\ desk"},
+    {"to": ["info@пример.рф"], "cc": ['"john doe"@example.com', "a@b.c", "d@e.f", "g@h.i",
+                                     "averyveryverylonglocalpart@averyveryverylongdomain.example"]},
+    {"text": "ASCII, but one line is long: " + "word " * 30 + "\n"},
+    {"text": "Mostly ASCII text with é\n" * 20},
+    {"text": "Mostly ASCII text with é\n" * 5},
+    {"text": ""},
+    {"text": "no final newline"},
+    {"text": "a\r\nb\rc\nd\x0ce\x0bf\n"},
+    {"auto_submitted": "no", "cc": (), "reply_to": None},
+    {"references": ["<root@example.ru>", *[f"<m{i}@x.org>" for i in range(30)]]},
+    {"in_reply_to": "<a b@c>", "references": ["<ok@x>", "<bad id@x>", "<<x@y>>"]},
+    {"date": NOW.astimezone(timezone(timedelta(hours=3)))},
+    {"extra_headers": {"X-Mailticket-Ticket": "MT-12\r\nBcc: evil@x.y", "X-Note": "Заметка"}},
+]
+
+
+@pytest.mark.parametrize("overrides", SAME_AS_STDLIB)
+def test_compose_bytes_reads_the_same_as_the_stdlib_path(overrides: dict[str, Any]) -> None:
+    fast = compose_bytes(**kwargs(**overrides))
+    assert view(fast) == view(to_bytes(compose(**kwargs(**overrides))))
+    assert fast.isascii()
+    assert re.search(rb"\r(?!\n)|(?<!\r)\n", fast) is None
+    assert max(len(line) for line in fast.split(b"\r\n")) <= 78
+
+
+def test_compose_bytes_headers_in_order_and_exact_bytes() -> None:
+    raw = compose_bytes(**kwargs(html="<p>hi</p>"))
+    assert header_names(raw) == [*AUTO_HEADERS[:-1]]  # multipart: no top-level CTE
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(
+        b"From: =?utf-8?b?0KLQtdGF0L/QvtC00LTQtdGA0LbQutCw?= <support@example.ru>\r\n"
+        b"To: ivan@romashka.ru\r\nCc: olga@romashka.ru\r\n"
+        b"Reply-To: support+r-token@example.ru\r\nSubject: [#MT-12] Printer broken\r\n"
+        b"Date: Fri, 20 Nov 2026 16:50:00 +0000\r\nMessage-ID: <abc.123@example.ru>\r\n"
+        b"In-Reply-To: <cust-1@romashka.ru>\r\n"
+        b"References: <ticket-12@example.ru> <cust-1@romashka.ru>\r\n"
+    )
+    assert b"Content-Type: multipart/alternative;\r\n boundary=\"===============" in head
+
+
+def test_compose_bytes_keeps_ascii_words_readable_and_encodes_the_rest() -> None:
+    raw = compose_bytes(**kwargs(subject="Re: [#MT-12] Принтер сломан"))
+    assert b"Subject: Re: [#MT-12] =?utf-8?b?" in raw
+    msg = email.message_from_bytes(raw, policy=policy.compat32)
+    assert str(make_header(decode_header(msg["Subject"]))) == "Re: [#MT-12] Принтер сломан"
+
+
+@pytest.mark.parametrize("subject", [
+    "Printer\r\nBcc: evil@x.y", "Printer\u2028Bcc: evil@x.y", "Printer\x85Bcc: evil@x.y",
+    "Printer\r\n\r\nBcc: evil@x.y",
+])
+def test_compose_bytes_subject_injection_adds_no_header(subject: str) -> None:
+    raw = compose_bytes(**kwargs(subject=subject))
+    assert header_names(raw) == AUTO_HEADERS
+    assert email.message_from_bytes(raw, policy=policy.default)["Subject"] == (
+        "Printer Bcc: evil@x.y"
+    )
+
+
+def test_compose_bytes_defuses_the_cve_subject_and_name() -> None:
+    subject = _parsed_cve_subject()
+    raw = compose_bytes(**kwargs(subject=subject, from_name=subject))
+    assert header_names(raw) == AUTO_HEADERS
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert msg["Subject"] == "hi Bcc: evil@x.y"
+    assert msg["From"].addresses[0].display_name == "hi Bcc: evil@x.y"
+
+
+def test_compose_bytes_writes_encoded_word_lookalikes_literally() -> None:
+    # The stdlib path decodes "=?…?=" typed into a subject (here into a newline,
+    # CVE-2024-6923's trick); the fast path encodes it, so readers see the text typed.
+    evil = "=?UTF-8?Q?=0ABcc:_evil@x.y?="
+    raw = compose_bytes(**kwargs(subject=f"hi {evil}", from_name=evil))
+    assert header_names(raw) == AUTO_HEADERS
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert msg["Subject"] == f"hi {evil}"
+    assert msg["From"].addresses[0].display_name == evil
+
+
+def test_compose_bytes_refuses_what_compose_refuses() -> None:
+    for bad in ({"to": []}, {"to": ["a@b.c\r\nBcc: evil@x.y"]}, {"to": ["Evil <a@b.c>"]},
+                {"reply_to": "a@b.c, evil@x.y"}, {"cc": ["иван@example.ru"]},
+                {"message_id": "<abc@example.ru>"}, {"loop_id": "mt 1"},
+                {"auto_submitted": "auto-replied\r\nBcc: evil@x.y"},
+                {"date": datetime(2026, 11, 20, 19, 50)},
+                {"extra_headers": {"Bcc": "v"}}, {"extra_headers": {"X-A\r\nBcc": "v"}}):
+        with pytest.raises(ValueError):
+            compose(**kwargs(**bad))
+        with pytest.raises(ValueError):
+            compose_bytes(**kwargs(**bad))
+
+
+def test_compose_bytes_sends_attachments_through_the_stdlib_path() -> None:
+    raw = compose_bytes(**kwargs(attachments=[("Счёт №5 «март».pdf", "application/pdf", b"%PDF")]))
+    assert b"filename*0*=utf-8''%D0%A1%D1%87%D1%91%D1%82%20%E2%84%965" in raw
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert [(p.get_filename(), p.get_payload(decode=True)) for p in msg.iter_attachments()] == [
+        ("Счёт №5 «март».pdf", b"%PDF")
+    ]
+
+
+def test_writer_refuses_a_header_block_other_than_asked() -> None:
+    good = [mime_writer.simple("To", "a@b.c")]
+    assert mime_writer.write(good, ["To"], "x\n", None).startswith(b"To: a@b.c\r\n")
+    with pytest.raises(ValueError, match="differ"):
+        mime_writer.write([mime_writer.simple("To", "a@b.c\r\nBcc: evil@x.y")], ["To"], "x", None)
+    with pytest.raises(ValueError, match="not a header"):
+        mime_writer.write([mime_writer.simple("To", "a@b.c\r\nnot a header")], ["To"], "x", None)
+    with pytest.raises(ValueError, match="empty or stray"):
+        mime_writer.write([mime_writer.simple("To", "a@b.c\r\n ")], ["To"], "x", None)
+
+
+@given(
+    subject=st.text(max_size=120),
+    name=st.text(max_size=60),
+    text=st.text(max_size=300),
+)
+@settings(max_examples=60, deadline=None, database=None)
+def test_compose_bytes_matches_the_stdlib_on_any_text(subject: str, name: str, text: str) -> None:
+    # "=?" is where the two differ on purpose (see the test above).
+    assume("=?" not in subject and "=?" not in name)
+    args = kwargs(subject=subject, from_name=name, text=text)
+    fast = email.message_from_bytes(compose_bytes(**args), policy=policy.default)
+    slow = email.message_from_bytes(to_bytes(compose(**args)), policy=policy.default)
+    assert [k.lower() for k in fast] == [k.lower() for k in slow] == AUTO_HEADERS
+    assert fast["Subject"] == slow["Subject"]
+    assert fast.get_content() == slow.get_content()
+    fast_from, slow_from = fast["From"].addresses[0], slow["From"].addresses[0]
+    assert fast_from.addr_spec == slow_from.addr_spec == "support@example.ru"
+    shown = clean_header(name)
+    if shown.isascii() or len(shown.encode()) <= 40:
+        assert fast_from.display_name == slow_from.display_name == shown
+    else:
+        # Longer than one encoded word: policy.default keeps a space between the
+        # words (see the compose module docstring); RFC 2047 decoding is exact.
+        classic = email.message_from_bytes(compose_bytes(**args), policy=policy.compat32)
+        assert str(make_header(decode_header(classic["From"]))) == f"{shown} <support@example.ru>"

@@ -17,6 +17,7 @@ from mailticket.render import (
     format_duration,
     normalise_locale,
 )
+from mailticket.report_usage import LowRating, Satisfaction, Services
 from mailticket.reports import Compliance, MonthlyReport, Times, template_context
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -84,7 +85,12 @@ def incident_context() -> dict[str, Any]:
 
 
 def monthly_context() -> dict[str, Any]:
-    """October 2026 of one contract: seven tickets, busiest on Mondays at 10."""
+    """October 2026 of one contract: seven tickets, busiest on Mondays at 10.
+
+    Five resolved requests, four rated (5, 4, 2 with a two-line comment, 1 without
+    one); two of the seven tickets came from monitoring; one was opened while the
+    contract was still technical support.
+    """
     report = MonthlyReport(
         contract_id="romashka", contract_name="ООО «Ромашка»", month="2026-10",
         start=datetime(2026, 9, 30, 21, 0, tzinfo=UTC), end=datetime(2026, 10, 31, 21, 0, tzinfo=UTC),
@@ -96,6 +102,17 @@ def monthly_context() -> dict[str, Any]:
         by_hour=tuple(3 if h == 10 else int(h in (9, 14, 15, 16)) for h in range(24)),
         by_weekday=(3, 1, 1, 1, 1, 0, 0),
         subjects=(("Не печатает принтер", 3), ("VPN", 2)),
+        satisfaction=Satisfaction(
+            resolved=5, requested=5, rated=4, average=3.0, distribution=(1, 1, 0, 1, 1),
+            low_threshold=2,
+            low=(LowRating("MT-9", "Не работает 1С", 1, "", RESOLVED),
+                 LowRating("MT-4", "VPN", 2, "Долго ждали ответа.\nИ <b>грубо</b>.", RESOLVED)),
+        ),
+        services=Services(
+            contract_type="complex", human=5, alerts=2, alert_mails=7, alert_flaps=1,
+            by_contract_type={"complex": 6, "technical_support": 1},
+            by_rule=(("1C goes to L2", 2),), engineer_minutes=330,
+        ),
     )
     return template_context(report, "cid:chart-romashka-2026-10@example.ru",
                             "report-romashka-2026-10.csv")
@@ -300,14 +317,47 @@ PHRASES = {
         "  Первый ответ: медиана 45 мин, 90-й процентиль 2 ч 30 мин (обращений: 6)",
         "  Решение:      медиана 10 ч, 90-й процентиль 25 ч (обращений: 4)",
         "с 10:00 до 11:00; день недели — понедельник.", "report-romashka-2026-10.csv",
-        "  3 × Не печатает принтер\n  2 × VPN\n"],
+        "  3 × Не печатает принтер\n  2 × VPN\n",
+        "Оценка работы (обращения, решённые в этом месяце):\n"
+        "  Решено: 5; запрошена оценка: 5; оценено: 4 (80 %)\n"
+        "  Средняя оценка: 3 из 5\n"
+        "  Оценка 5: 1\n  Оценка 4: 1\n  Оценка 3: 0\n  Оценка 2: 1\n  Оценка 1: 1\n",
+        "Оценки 2 и ниже:\n"
+        "  MT-9 «Не работает 1С»: 1 из 5\n    (без комментария)\n"
+        "  MT-4 «VPN»: 2 из 5\n    Долго ждали ответа.\n    И <b>грубо</b>.\n",
+        "Использованные услуги\n"
+        "Вид договора: Комплексное обслуживание (техническая поддержка и сопровождение "
+        "прикладного ПО)\n"
+        "  Обращения сотрудников: 5\n"
+        "  Оповещения мониторинга: 2 (писем мониторинга: 7, повторов после восстановления: 1)\n"
+        "  Учтённое время инженеров: 5 ч 30 мин\n"
+        "  Обращения по виду договора на момент регистрации:\n"
+        "    Комплексное обслуживание (техническая поддержка и сопровождение прикладного ПО): 6\n"
+        "    Техническая поддержка: 1\n"
+        "  Сработавшие правила маршрутизации:\n    1C goes to L2: 2\n"],
     ("monthly_report", "en"): [
         "Support report for ООО «Ромашка»\n"
         "Period: Thu 1 Oct 2026 00:00 MSK - Sat 31 Oct 2026 23:59 MSK\n",
         "Tickets opened: 7", "  First response: 83.3 % in time (5 in time, 1 breached, 1 still running)",
         "  Resolution:     median 10 h, 90th percentile 25 h (4 tickets)",
         "Busiest hour: 10:00-11:00; busiest weekday: Monday.",
-        "  3 x Не печатает принтер\n  2 x VPN\n"],
+        "  3 x Не печатает принтер\n  2 x VPN\n",
+        "Customer satisfaction (requests resolved this month):\n"
+        "  Resolved: 5; asked for a rating: 5; rated: 4 (80 %)\n"
+        "  Average rating: 3 of 5\n"
+        "  Rated 5: 1\n  Rated 4: 1\n  Rated 3: 0\n  Rated 2: 1\n  Rated 1: 1\n",
+        "Rated 2 or lower:\n"
+        "  MT-9 \"Не работает 1С\": 1 of 5\n    (no comment)\n"
+        "  MT-4 \"VPN\": 2 of 5\n    Долго ждали ответа.\n    И <b>грубо</b>.\n",
+        "Services used\n"
+        "Contract type: Complex support (technical and application software)\n"
+        "  Requests from people: 5\n"
+        "  Monitoring alerts:    2 (alert mails: 7, flapping: 1)\n"
+        "  Engineer time recorded: 5 h 30 min\n"
+        "  Tickets by contract type at opening:\n"
+        "    Complex support (technical and application software): 6\n"
+        "    Technical support: 1\n"
+        "  Routing rules applied:\n    1C goes to L2: 2\n"],
 }
 
 CASES = sorted(SUBJECTS)
@@ -407,6 +457,11 @@ def test_report_html_shows_the_chart_and_escapes_engineer_text(
     monthly = renderer.render("monthly_report", locale, monthly_context()).html or ""
     assert '<img src="cid:chart-romashka-2026-10@example.ru"' in monthly
     assert "report-romashka-2026-10.csv" in monthly
+    # The customer's comment is the customer's text: escaped, line breaks kept.
+    assert ("<td>MT-4</td><td>VPN</td><td>2</td><td>Долго ждали ответа.<br>\n"
+            "И &lt;b&gt;грубо&lt;/b&gt;.</td></tr>") in monthly
+    assert "<b>грубо</b>" not in monthly
+    assert "<tr><td>5</td><td>1</td></tr>\n<tr><td>4</td><td>1</td></tr>\n" in monthly
     context = incident_context() | {"cause": "<b>disk</b> & RAID"}
     incident = renderer.render("incident_report", locale, context).html or ""
     assert "&lt;b&gt;disk&lt;/b&gt; &amp; RAID" in incident
