@@ -104,3 +104,26 @@ def test_unit_file_hardening() -> None:
     assert "/var/lib/mailticket" in service["ReadWritePaths"]
     assert service["ExecReload"].endswith("-HUP $MAINPID")
     assert "WatchdogSec" in service
+
+
+def read_unit(name: str) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(REPO / "systemd" / name)
+    return unit
+
+
+def test_instance_template_differs_only_by_instance_paths() -> None:
+    """mailticket@.service is the main unit with %i in the config and state paths."""
+    main, template = read_unit("mailticket.service"), read_unit("mailticket@.service")
+    assert template["Service"]["ExecStart"].endswith("-c /etc/mailticket/%i.toml serve")
+    assert template["Service"]["StateDirectory"] == "mailticket/%i"
+    assert template["Service"]["ReadWritePaths"] == "/var/lib/mailticket/%i"
+    instance_keys = {"ExecStart", "ExecStartPre", "StateDirectory", "ReadWritePaths"}
+    for section in ("Service", "Install"):
+        for key, value in main[section].items():
+            if key not in instance_keys:
+                assert template[section][key] == value, key
+        assert set(template[section]) == set(main[section])
+    assert template["Service"]["ExecStartPre"] == main["Service"]["ExecStartPre"].replace(
+        "/etc/mailticket/mailticket.toml", "/etc/mailticket/%i.toml")
