@@ -2,42 +2,31 @@
 
 Rows are written in the caller's transaction (the transactional outbox), so a
 mail exists exactly when the ticket change that caused it was committed. Every
-automatic mail is counted per recipient (RFC 3834 / Znuny's 40 a day) so a
-loop with another robot burns out instead of flooding both sides.
+automatic mail is counted per recipient (RFC 3834 / Znuny's 40 a day, see
+``auto_mail``) so a loop with another robot burns out instead of flooding both
+sides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Table,
-    bindparam,
-    case,
-    event,
-    false,
-    func,
-    insert,
-    inspect,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Table, bindparam, event, inspect, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from mailticket import suppression
+from mailticket.auto_mail import auto_mail_allowed as auto_mail_allowed  # callers use notify.
+from mailticket.auto_mail import log_auto_mail
 from mailticket.config import Config
 from mailticket.log import get as get_logger
 from mailticket.mail import addresses, compose
 from mailticket.model import ArticleKind, Direction, Line
 from mailticket.render import Rendered, Renderer
-from mailticket.store.schema import AutoReplyLog, OutboxItem, QueueState, Ticket
+from mailticket.store.schema import OutboxItem, QueueState, Ticket
 from mailticket.tickets import add_article, index_message_id, ref_of
 
 
@@ -56,10 +45,6 @@ class Notifier:
     def domain(self) -> str:
         return self.config.mail.message_id_domain
 
-
-# Automatic mail about one ticket, to anyone, in any hour: a circuit breaker
-# for loops that the per-recipient cap would stop only after forty rounds.
-AUTO_MAILS_PER_TICKET_PER_HOUR = 10
 
 log = get_logger("notify")
 
@@ -99,71 +84,12 @@ def ticket_context(notifier: Notifier, ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def _auto_mail_counts(with_ticket: bool) -> Select[tuple[int, int, int]]:
-    """Every cap of :func:`auto_mail_allowed` in one query, built once.
-
-    Counts the recipient's automatic mail since ``:since`` (on the recipient
-    index), of those the ones of ``:kind`` (and ``:ticket_id``), and the
-    ticket's automatic mail to anyone since ``:hour``.
-    """
-    log_ = AutoReplyLog.__table__.c
-    today = (log_.recipient == bindparam("recipient")) & (log_.sent_at >= bindparam("since"))
-    same_kind = today & (log_.kind == bindparam("kind"))
-    this_hour: ColumnElement[bool] = false()
-    where: ColumnElement[bool] = today
-    if with_ticket:
-        same_kind = same_kind & (log_.ticket_id == bindparam("ticket_id"))
-        this_hour = (log_.ticket_id == bindparam("ticket_id")) & (log_.sent_at >= bindparam("hour"))
-        where = or_(today, this_hour)
-    return select(
-        *(func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
-          for cond in (today, same_kind, this_hour))
-    ).select_from(AutoReplyLog.__table__).where(where)
-
-
-_AUTO_MAIL_COUNTS = _auto_mail_counts(with_ticket=False)
-_AUTO_MAIL_COUNTS_TICKET = _auto_mail_counts(with_ticket=True)
-
-
-def auto_mail_allowed(
-    session: Session, notifier: Notifier, recipient: str, kind: str, now: datetime,
-    *, per_day: int | None = None, ticket_id: int | None = None,
-) -> bool:
-    """Whether one more automatic mail to ``recipient`` stays under every cap.
-
-    Three caps, all counted from ``auto_reply_log`` (RFC 3834, Znuny's
-    ``PostmasterMaxEmails``): ``per_day`` of this ``kind`` (and ticket, if
-    given) to this recipient; all automatic mail to this recipient per day
-    (``mail.auto_replies_per_recipient_per_day``, or the recipient's entry in
-    ``mail.auto_reply_overrides``); and, for a ticket, at most
-    :data:`AUTO_MAILS_PER_TICKET_PER_HOUR` to anyone. A loop with another robot
-    burns out against these instead of flooding both sides.
-    """
-    since = now - timedelta(days=1)
-    mail_cfg = notifier.config.mail
-    overrides: Mapping[str, int] = getattr(mail_cfg, "auto_reply_overrides", None) or {}
-    daily = overrides.get(recipient.lower(), mail_cfg.auto_replies_per_recipient_per_day)
-    params = {"recipient": recipient, "since": since, "kind": kind}
-    # Core, no autoflush: only queue_mail writes this log, and it writes at once.
-    if ticket_id is None:
-        counts = session.connection().execute(_AUTO_MAIL_COUNTS, params).one()
-    else:
-        params.update(ticket_id=ticket_id, hour=now - timedelta(hours=1))
-        counts = session.connection().execute(_AUTO_MAIL_COUNTS_TICKET, params).one()
-    to_recipient, of_kind, for_ticket = (int(c or 0) for c in counts)
-    if to_recipient >= daily or (per_day is not None and of_kind >= per_day):
-        return False
-    return for_ticket < AUTO_MAILS_PER_TICKET_PER_HOUR  # always 0 without a ticket
-
-
 # Outbox rows queued in a session whose VERP envelope sender still needs their id.
 _VERP_PENDING = "mailticket.notify.verp_pending"
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _SET_ENVELOPE_FROM = (
     update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(envelope_from=bindparam("verp"))
 )
-# Rate-limit log rows are only ever counted in SQL: written with one Core statement.
-_INSERT_AUTO_REPLY = insert(cast(Table, AutoReplyLog.__table__))
 
 
 def _stamp_verp(session: Session, _flush_context: Any) -> None:
@@ -289,11 +215,7 @@ def queue_mail(
     if ticket is not None:
         index_message_id(session, message_id, ticket.id, None, Direction.OUT, fresh=True)
     if auto_submitted != "no":
-        ticket_id = ticket.id if ticket is not None else None
-        session.connection().execute(_INSERT_AUTO_REPLY, [
-            {"recipient": recipient, "kind": kind, "ticket_id": ticket_id, "sent_at": now}
-            for recipient in [*to, *cc]
-        ])
+        log_auto_mail(session, [*to, *cc], kind, ticket.id if ticket is not None else None, now)
     return item
 
 

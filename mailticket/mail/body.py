@@ -23,6 +23,7 @@ from mailticket.mail.inbound import (
     DsnRecipient,
     normalise_message_ids,
 )
+from mailticket.mail.lean import Runs
 from mailticket.mail.mime import first_raw, mime_disposition, mime_param, mime_type, subparts
 
 
@@ -67,9 +68,10 @@ class _BodyWalker:
     deeper than MAX_DEPTH.
     """
 
-    def __init__(self, hint: str | None, defects: list[str]) -> None:
+    def __init__(self, hint: str | None, defects: list[str], runs: Runs) -> None:
         self.hint = hint
         self.defects = defects
+        self.runs = runs
         self.decoded = 0
         self.attachments: list[Attachment] = []
         self.dsn: list[DsnRecipient] = []
@@ -82,7 +84,7 @@ class _BodyWalker:
     def payload(self, part: Message) -> bytes:
         """The transfer-decoded bytes of a leaf part (counted toward the decoded limit)."""
         try:
-            data = part.get_payload(decode=True)
+            data = self.runs.decoded_payload(part)
         except EMAIL_ERRORS as exc:
             self.defects.append(f"undecodable part payload: {type(exc).__name__}")
             data = b""
@@ -184,6 +186,7 @@ class _BodyWalker:
     def message_bytes(self, inner: Message) -> bytes:
         """An attached mail serialised as it came (headers are not refolded or re-parsed)."""
         try:
+            self.runs.splice(inner)
             data = inner.as_bytes(policy=_SERIALISE)
         except EMAIL_ERRORS as exc:
             self.defects.append(f"attached message not serialisable: {type(exc).__name__}")
@@ -242,9 +245,12 @@ def _field_blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def extract_body(msg: Message, hint: str | None, defects: list[str]) -> _Body:
-    """Text (HTML converted only when no plain text exists), sanitised HTML, files, DSN."""
-    walker = _BodyWalker(hint, defects)
+def extract_body(msg: Message, hint: str | None, defects: list[str], runs: Runs) -> _Body:
+    """Text (HTML converted only when no plain text exists), sanitised HTML, files, DSN.
+
+    ``msg`` may still hold the placeholders of ``runs`` (see :mod:`mailticket.mail.lean`).
+    """
+    walker = _BodyWalker(hint, defects, runs)
     pieces = walker.walk(msg)
     text = _text(pieces)
     html_source = _html(pieces)

@@ -192,16 +192,16 @@ def _boundary(bodies: Sequence[str]) -> str:
             return token
 
 
-def write(headers: Sequence[str], names: Sequence[str], text: str, html: str | None) -> bytes:
-    """The whole mail: ``headers`` (folded lines from this module), then the body parts.
+def write(fields: Sequence[tuple[str, str]], text: str, html: str | None) -> bytes:
+    """The whole mail: the header ``fields``, then the body parts.
 
-    ``names`` are the header names ``headers`` hold, in order; the output is
-    refused unless its header block has exactly those.
+    Each field is ``(name, lines)``, the lines made by this module's functions;
+    the output is refused unless its header block holds exactly those names.
 
     :raises ValueError: the header block is not what was asked for.
     """
-    top = "".join(headers)
-    top_names = list(names)
+    top = "".join(lines for _, lines in fields)
+    top_names = [name for name, _ in fields]
     if html is None:
         part_headers, body = _text_part(text, "plain")
         out = top + "MIME-Version: 1.0\r\n" + "".join(part_headers) + "\r\n" + body

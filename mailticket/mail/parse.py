@@ -26,7 +26,6 @@ import email.utils
 import re
 from datetime import UTC, datetime
 from email.message import Message
-from email.parser import BytesParser
 
 from mailticket.errors import UnparseableMessage
 from mailticket.mail.address_lists import is_daemon_address, parse_addresses
@@ -46,6 +45,7 @@ from mailticket.mail.inbound import (
     InboundMail,
     normalise_message_ids,
 )
+from mailticket.mail.lean import Runs, parse_tree
 from mailticket.mail.mime import mime_param, mime_type, subparts
 
 # The public names of the mail-reading package, kept importable from here.
@@ -119,8 +119,13 @@ def _check_structure(msg: Message) -> list[str]:
     return defects
 
 
-def _parse_bytes(raw: bytes) -> Message:
-    """Run the stdlib parser after the cheap raw-byte limits; translate its failures."""
+def _parse_bytes(raw: bytes) -> tuple[Message, Runs]:
+    """Run the stdlib parser after the cheap raw-byte limits; translate its failures.
+
+    The tree comes with the long base64 runs that were cut out of it (see
+    :mod:`mailticket.mail.lean`); only the body walk reads payloads before
+    they are put back.
+    """
     if not raw.strip():
         raise UnparseableMessage("empty message")
     first = raw[:1024]
@@ -130,7 +135,7 @@ def _parse_bytes(raw: bytes) -> Message:
     if len(_CONTAINER.findall(raw)) > MAX_PARTS:
         raise UnparseableMessage(f"more than {MAX_PARTS} MIME parts")
     try:
-        return BytesParser(policy=email.policy.compat32).parsebytes(raw)
+        return parse_tree(raw)
     except RecursionError as exc:
         raise UnparseableMessage(f"MIME nesting deeper than {MAX_DEPTH} levels") from exc
     except Exception as exc:  # the feed parser rarely raises; when it does, it is fatal
@@ -168,7 +173,7 @@ def parse(raw: bytes) -> InboundMail:
         (header block, header count or size, MIME depth, parts, decoded size)
         is exceeded; the reason says which.
     """
-    msg = _parse_bytes(raw)
+    msg, runs = _parse_bytes(raw)
     defects = _check_structure(msg)
     raw_headers = _raw_headers(msg)
     ctype_raw = next((value for name, value in raw_headers if name == "content-type"), "")
@@ -199,7 +204,8 @@ def parse(raw: bytes) -> InboundMail:
         defects.append(f"References cut to the last {MAX_REFERENCES} ids")
         references = references[-MAX_REFERENCES:]
 
-    body = extract_body(msg, hint, defects)
+    body = extract_body(msg, hint, defects, runs)
+    runs.splice(msg)  # whatever reads the tree from here sees every byte
     ctype = mime_type(msg)
     report_type = ""
     if ctype == "multipart/report":
