@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -175,7 +175,11 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _queue_list(args: argparse.Namespace, model: type[SpoolItem] | type[OutboxItem]) -> int:
+# Checked once per table: the spool and the outbox share the queue columns.
+QueueModel = TypeVar("QueueModel", SpoolItem, OutboxItem)
+
+
+def _queue_list(args: argparse.Namespace, model: type[QueueModel]) -> int:
     cfg = _load(args)
     with transaction(_factory(cfg)) as session:
         query = select(model).order_by(model.id)
@@ -204,7 +208,7 @@ def _queue_list(args: argparse.Namespace, model: type[SpoolItem] | type[OutboxIt
     return 0
 
 
-def _queue_change(args: argparse.Namespace, model: type[SpoolItem] | type[OutboxItem], drop: bool) -> int:
+def _queue_change(args: argparse.Namespace, model: type[QueueModel], drop: bool) -> int:
     cfg = _load(args)
     with transaction(_factory(cfg)) as session:
         row = session.get(model, args.id)
