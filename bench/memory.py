@@ -5,6 +5,12 @@ Each measured part runs alone in a child process and reports its own
 bytes, base64-encoded as a mail client would send it (about 34 MB on the
 wire), so the listener's size limit is raised for this run; the worker then
 processes that one mail (parse, attachment stored as a blob, ack composed).
+
+Where the worker's peak goes (issue 9, profiled with VmHWM at each stage and
+sqlite3_memory_highwater): the parse costs about one more copy of the mail
+(mailticket/mail/lean.py) and the raw mail is let go once parsed; what is left
+is SQLite rewriting the whole spool row, raw mail included, for the UPDATE
+that claims it and the one that finishes it (about twice the mail each).
 """
 
 from __future__ import annotations

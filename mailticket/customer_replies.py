@@ -109,12 +109,18 @@ def _past_reopen_window(ctx: Context, ticket: Ticket) -> bool:
 
 def _follow_up(ctx: Context, old: Ticket, requester: str, contract_id: str | None,
                mail: InboundMail, spool_id: int) -> Ticket:
-    """Open a new ticket for a late reply, linked both ways in the audit log."""
+    """Open a new ticket for a late reply, linked both ways in the audit log.
+
+    It keeps the old ticket's priority and assignee; its line and contract type
+    are routed as for any new ticket.
+    """
     contract = ctx.config.contracts.get(contract_id or "")
+    route = routing.decide(ctx.config, contract, sender=requester, subject=mail.subject)
     ticket = tickets.open_ticket(
         ctx.session, subject=strip_reply_prefixes(mail.subject) or old.subject, contract=contract,
         requester=requester, priority=Priority(old.priority), now=ctx.now,
         assignee=old.assignee, locale=old.locale,
+        line=route.line.value, contract_type=route.contract_type,
     )
     prefix = ctx.config.mail.ticket_prefix
     tickets.audit(ctx.session, ticket.id, requester, "opened",

@@ -112,7 +112,8 @@ def parse(work: Work, ctx: Context) -> Work | Outcome:
                 now=ctx.now,
             )
         return Outcome(QueueState.QUARANTINED, "unparseable", detail=str(exc))
-    return dataclasses.replace(work, mail=mail)
+    # Nothing reads the raw mail after this; a 25 MB attachment is not kept twice.
+    return dataclasses.replace(work, mail=mail, raw=b"")
 
 
 def _too_large(work: Work, ctx: Context) -> Outcome:
@@ -280,6 +281,8 @@ def process(item: SpoolItem, ctx: Context) -> Outcome:
     work: Work | Outcome = Work(
         spool_id=item.id, source=item.source, envelope=envelope, raw=item.raw, size=item.size
     )
+    if item not in ctx.session:
+        item.raw = b""  # the worker's detached copy: the mail is freed once parsed
     for stage in STAGES:
         assert isinstance(work, Work)
         work = stage(work, ctx)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from mailticket import tickets
 from mailticket.config import Config
 from mailticket.model import ArticleKind, Calendar, Priority, SlaPlan, Status
 from mailticket.sla import (
@@ -39,6 +40,22 @@ from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, T
 INCIDENT_REPORT = "incident_report"
 
 EventKey = tuple[str, str, datetime]
+
+# The reads of a restamp, built once (one per message that touches a ticket).
+_STATUS_CHANGES = (
+    select(AuditEvent.at, AuditEvent.detail)
+    .where(AuditEvent.ticket_id == bindparam("ticket_id"), AuditEvent.action == "status")
+    .order_by(AuditEvent.at, AuditEvent.id)
+)
+_CLOCK_ARTICLES = (
+    select(Article.kind, Article.created_at)
+    .where(Article.ticket_id == bindparam("ticket_id"),
+           Article.kind.in_([ArticleKind.REPLY.value, ArticleKind.CUSTOMER.value]))
+    .order_by(Article.id)
+)
+_SENT_KEYS = select(SlaEvent.timer, SlaEvent.kind, SlaEvent.deadline).where(
+    SlaEvent.ticket_id == bindparam("ticket_id")
+)
 
 
 @dataclass(frozen=True)
@@ -94,19 +111,24 @@ def unanswered_since(articles: Sequence[tuple[str, datetime]]) -> datetime | Non
 
 
 def clock_of(session: Session, ticket: Ticket) -> TicketClock:
-    """The ticket's SLA facts as stored: timestamps, pauses and unanswered customer mail."""
-    status_rows = session.execute(
-        select(AuditEvent.at, AuditEvent.detail)
-        .where(AuditEvent.ticket_id == ticket.id, AuditEvent.action == "status")
-        .order_by(AuditEvent.at, AuditEvent.id)
-    ).all()
+    """The ticket's SLA facts as stored: timestamps, pauses and unanswered customer mail.
+
+    A ticket opened in this session and untouched since (no status change, no
+    reply) has no pauses and nothing unanswered after a reply, so nothing is read.
+    """
+    if tickets.untouched_since_open(session, ticket):
+        return TicketClock(
+            created_at=ticket.created_at,
+            priority=Priority(ticket.priority),
+            first_response_at=ticket.first_response_at,
+            resolved_at=ticket.resolved_at,
+            pauses=(),
+            unanswered_since=None,
+        )
+    session.flush()
+    status_rows = session.execute(_STATUS_CHANGES, {"ticket_id": ticket.id}).all()
     changes = [(at, str(d.get("from", "")), str(d.get("to", ""))) for at, d in status_rows]
-    article_rows = session.execute(
-        select(Article.kind, Article.created_at)
-        .where(Article.ticket_id == ticket.id,
-               Article.kind.in_([ArticleKind.REPLY.value, ArticleKind.CUSTOMER.value]))
-        .order_by(Article.id)
-    ).all()
+    article_rows = session.execute(_CLOCK_ARTICLES, {"ticket_id": ticket.id}).all()
     return TicketClock(
         created_at=ticket.created_at,
         priority=Priority(ticket.priority),
@@ -129,11 +151,7 @@ def ticket_sla(session: Session, config: Config, ticket: Ticket) -> TicketSla | 
 
 def sent_keys(session: Session, ticket_id: int) -> set[EventKey]:
     """The ``(timer, kind, deadline)`` of every SLA event already recorded for a ticket."""
-    rows = session.execute(
-        select(SlaEvent.timer, SlaEvent.kind, SlaEvent.deadline).where(
-            SlaEvent.ticket_id == ticket_id
-        )
-    ).all()
+    rows = session.execute(_SENT_KEYS, {"ticket_id": ticket_id}).all()
     return {(timer, kind, deadline) for timer, kind, deadline in rows}
 
 
@@ -172,11 +190,16 @@ def restamp(session: Session, config: Config, ticket: Ticket, now: datetime) -> 
     Called after a ticket opens, its status or priority changes, an engineer's reply goes
     out and each customer message arrives. A priority change recomputes from the ticket's
     start with the new targets (``sla`` rule 5).
+
+    A ticket opened in this session and untouched since has no SLA events yet:
+    it is evaluated from memory, without a flush or a read.
     """
-    session.flush()
     result = evaluate_ticket(session, config, ticket, now)
     status = result[1] if result is not None else None
-    stamp(ticket, status, sent_keys(session, ticket.id) if status is not None else set())
+    sent: set[EventKey] = set()
+    if status is not None and not tickets.untouched_since_open(session, ticket):
+        sent = sent_keys(session, ticket.id)
+    stamp(ticket, status, sent)
     return status
 
 

@@ -46,6 +46,9 @@ _INSERT_ID = insert(_IDS)
 _INSERT_AUDIT = insert(cast(Table, AuditEvent.__table__))
 # Articles added in a session whose Message-ID index row waits for their id.
 _PENDING_IDS = "mailticket.tickets.pending_ids"
+# Ids of tickets opened in a session and since untouched by a status change or
+# an engineer's reply: their SLA clock is known without reading anything back.
+_UNTOUCHED = "mailticket.tickets.untouched"
 
 
 def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
@@ -180,7 +183,32 @@ def open_ticket(
     ticket.contacts.append(TicketContact(address=requester, role="requester"))
     session.add(ticket)
     session.flush()
+    session.info.setdefault(_UNTOUCHED, set()).add(ticket.id)
     return ticket
+
+
+def untouched_since_open(session: Session, ticket: Ticket) -> bool:
+    """Whether ``ticket`` was opened in this session and has had no status change or reply.
+
+    Such a ticket has no pauses, no answered customer mail and no SLA events
+    yet, so ``sla_service`` builds its clock from the object alone.
+    """
+    return ticket.id in session.info.get(_UNTOUCHED, ())
+
+
+def _touched(session: Session, ticket: Ticket) -> None:
+    untouched = session.info.get(_UNTOUCHED)
+    if untouched:
+        untouched.discard(ticket.id)
+
+
+def _forget_untouched(session: Session, _previous: object = None) -> None:
+    """A rollback may take opened tickets back: forget them rather than trust stale ids."""
+    session.info.pop(_UNTOUCHED, None)
+
+
+event.listen(Session, "after_soft_rollback", _forget_untouched)
+event.listen(Session, "after_commit", _forget_untouched)
 
 
 def add_contact(ticket: Ticket, address: str, role: str = "cc") -> bool:
@@ -253,6 +281,8 @@ def add_article(
         session.info.setdefault(_PENDING_IDS, []).append((article, message_id, direction))
     session.add(article)
     ticket.updated_at = now
+    if kind == ArticleKind.REPLY:
+        _touched(session, ticket)
     return article
 
 
@@ -305,6 +335,7 @@ def change_status(
     old = Status(ticket.status)
     if old == new or not can_transition(old, new):
         return False
+    _touched(session, ticket)
     ticket.status = new.value
     ticket.updated_at = now
     if new == Status.RESOLVED:

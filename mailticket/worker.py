@@ -13,6 +13,7 @@ A worker never dies on a bad message.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -212,8 +213,9 @@ class SpoolWorker:
         if held is None:
             return None
         assert held.values is not None
-        # A detached copy of the claimed row: the pipeline only reads it.
-        return held, SpoolItem(**held.values)
+        # A detached copy of the claimed row for the pipeline, which lets go of its
+        # raw mail once parsed; the claim keeps no second reference to it.
+        return dataclasses.replace(held, values=None), SpoolItem(**held.values)
 
     def release(self) -> None:
         """Give back a claim kept for the next message, its attempt uncounted (on stop)."""

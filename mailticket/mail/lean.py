@@ -52,6 +52,8 @@ class Runs:
     raw: bytes = b""
     spans: tuple[tuple[int, int], ...] = ()
     prefix: str = ""
+    # Smaller base64 payloads are left to the stdlib's decoder.
+    min_run: int = MIN_RUN
 
     def _token(self) -> re.Pattern[str]:
         # The placeholder and, when the parser left it there, the line end it was fed with.
@@ -117,7 +119,7 @@ class Runs:
                     return data
             payload = self._text(payload)
             _set_payload(part, payload)
-        if base64 and len(payload) >= MIN_RUN:
+        if base64 and len(payload) >= self.min_run:
             data = _clean_base64(payload, 0, len(payload))
             if data is not None:
                 return data
@@ -138,19 +140,22 @@ def _stdlib_decoded(part: Message) -> bytes | str | None:
     return cast("bytes | str | None", part.get_payload(decode=True))
 
 
-def parse_tree(raw: bytes) -> tuple[Message, Runs]:
+def parse_tree(
+    raw: bytes, *, lean_from: int = LEAN_FROM, min_run: int = MIN_RUN
+) -> tuple[Message, Runs]:
     """The compat32 tree of ``raw`` with placeholders for long base64 runs, and those runs.
 
     After ``runs.splice(tree)`` the tree equals ``BytesParser().parsebytes(raw)``.
+    Runs are cut from mails of ``lean_from`` bytes or more, if ``min_run`` bytes long.
     """
     parser = BytesFeedParser(policy=email.policy.compat32)
     spans = tuple(
-        m.span() for m in (_RUN.finditer(raw) if len(raw) >= LEAN_FROM else ())
-        if m.end() - m.start() >= MIN_RUN
+        m.span() for m in (_RUN.finditer(raw) if len(raw) >= lean_from else ())
+        if m.end() - m.start() >= min_run
     )
     if not spans:
         _feed(parser, raw, 0, len(raw))
-        return parser.close(), Runs()
+        return parser.close(), Runs(min_run=min_run)
     prefix = _token_prefix(raw)
     pos = 0
     for index, (start, end) in enumerate(spans):
@@ -159,7 +164,7 @@ def parse_tree(raw: bytes) -> tuple[Message, Runs]:
         parser.feed(f"{prefix}{index:08d}".encode() + ending)
         pos = end
     _feed(parser, raw, pos, len(raw))
-    return parser.close(), Runs(raw, spans, prefix)
+    return parser.close(), Runs(raw, spans, prefix, min_run)
 
 
 def _feed(parser: BytesFeedParser, raw: bytes, start: int, end: int) -> None:

@@ -251,7 +251,10 @@ class AutoReplyLog(Base):
     """Automatic mail we sent, for per-recipient rate limits (loop protection)."""
 
     __tablename__ = "auto_reply_log"
-    __table_args__ = (Index("ix_auto_reply_recipient", "recipient", "sent_at"),)
+    __table_args__ = (
+        Index("ix_auto_reply_recipient", "recipient", "sent_at"),
+        Index("ix_auto_reply_ticket", "ticket_id", "sent_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     recipient: Mapped[str] = mapped_column(String(320))

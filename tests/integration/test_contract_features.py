@@ -204,3 +204,31 @@ def test_customer_subject_priority_routing_and_deputy(stack: Stack) -> None:
     assert recipients(sent) == [[ANNA], [OPS], [VERA]]  # deputy, ack, dedicated engineer
     [routed] = [e.detail for e in stack.audit(ticket.id) if e.action == "routed"]
     assert (routed["rule"], routed["priority_from"]) == ("initech 1C", "subject")
+
+
+def test_follow_up_ticket_gets_the_routed_line_and_contract_type(stack: Stack) -> None:
+    sent = stack.deliver(build(from_=OPS, subject="Ошибка в 1С при закрытии месяца"),
+                         mail_from=OPS)
+    [first] = stack.tickets()
+    assert (first.line, first.contract_type) == ("L2", "complex")
+    reply_to = str(next(r for r in sent if list(r.rcpt_tos) == [VERA]).message["Reply-To"])
+    stack.deliver(build(from_=VERA, to=reply_to, subject="Re: notice",
+                        body="#status resolved\nИсправили."), mail_from=VERA, rcpt=(reply_to,))
+    # Age the resolution past the 14-day reopen window, as if ops wrote weeks later.
+    from datetime import timedelta
+
+    from mailticket.store.db import transaction
+    from mailticket.store.schema import Ticket
+
+    with transaction(stack.factory) as s:
+        t = s.get(Ticket, first.id)
+        assert t is not None and t.resolved_at is not None
+        t.resolved_at -= timedelta(days=15)
+    stack.deliver(build(from_=OPS, subject=f"Re: [#MT-{first.id}] Ошибка в 1С при закрытии месяца",
+                        body="Снова та же ошибка."), mail_from=OPS)
+    old, new = stack.tickets()
+    assert (old.id, old.status) == (first.id, "resolved")
+    assert (new.status, new.line, new.contract_type, new.priority, new.assignee) == (
+        "new", "L2", "complex", first.priority, VERA)
+    assert any(e.action == "opened" and e.detail.get("follows") == f"MT-{first.id}"
+               for e in stack.audit(new.id))
