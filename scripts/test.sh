@@ -6,4 +6,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
 bash scripts/install-test-deps.sh
 .venv/bin/ruff check mailticket tests
+.venv/bin/mypy mailticket
 exec .venv/bin/python -m pytest -q -n 2 "$@"
