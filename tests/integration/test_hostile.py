@@ -12,10 +12,8 @@ content (``test_hostile_content.py``), robots and loops
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hostile_kit import (
     ANNA,
     AUTH_NEEDS_TLS,
@@ -41,18 +39,6 @@ from hostile_kit import (
 )
 from stack import Stack, text_of
 from support.mails import build, new_id
-from support.smtp_sink import SmtpSink
-
-
-@pytest.fixture
-def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
-    with SmtpSink() as sink:
-        s = Stack(tmp_path, sqlite_url, sink)
-        try:
-            yield s
-        finally:
-            s.close()
-
 
 # --- 1. the SMTP dialogue: refusals with clear codes ---------------------------
 

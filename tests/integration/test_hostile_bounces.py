@@ -46,16 +46,6 @@ from mailticket.store.schema import (
 )
 
 
-@pytest.fixture
-def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
-    with SmtpSink() as sink:
-        s = Stack(tmp_path, sqlite_url, sink)
-        try:
-            yield s
-        finally:
-            s.close()
-
-
 def test_forged_bounces_with_a_wrong_verp_mac_count_for_nothing(stack: Stack) -> None:
     open_ticket(stack)
     before = len(stack.sink.messages)

@@ -12,7 +12,6 @@ import hashlib
 import io
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,17 +37,6 @@ from mailticket.store.schema import (
     Blob,
     QueueState,
 )
-
-
-@pytest.fixture
-def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
-    with SmtpSink() as sink:
-        s = Stack(tmp_path, sqlite_url, sink)
-        try:
-            yield s
-        finally:
-            s.close()
-
 
 # --- 2. content safety ---------------------------------------------------------
 

@@ -8,7 +8,6 @@ its SLA clock, or reach the customer as an engineer's answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,17 +36,6 @@ from mailticket.store.schema import (
     OutboxItem,
     Ticket,
 )
-
-
-@pytest.fixture
-def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
-    with SmtpSink() as sink:
-        s = Stack(tmp_path, sqlite_url, sink)
-        try:
-            yield s
-        finally:
-            s.close()
-
 
 # --- 4. robots and loops ------------------------------------------------
 
