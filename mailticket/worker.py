@@ -23,12 +23,10 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket import pipeline
 from mailticket.config import Config
-from mailticket.errors import StoreError
 from mailticket.log import get as get_logger
 from mailticket.metrics import Metrics
 from mailticket.notify import Notifier
@@ -73,20 +71,10 @@ def lease_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             # Outside any transaction: SQLite refuses to change it inside one.
             driver.execute("PRAGMA synchronous=NORMAL")
         try:
-            session = factory(bind=conn)
-            try:
+            with transaction(factory, bind=conn) as session:
                 if not sqlite:
                     session.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 yield session
-                session.commit()
-            except SQLAlchemyError as exc:
-                session.rollback()
-                raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.close()
         finally:
             if sqlite:
                 try:

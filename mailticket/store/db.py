@@ -70,15 +70,21 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error; DB errors become StoreError."""
-    session = factory()
+def transaction(
+    factory: sessionmaker[Session], *, error: str = "database error", **session_kw: Any
+) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error; DB errors become StoreError.
+
+    :param error: how a database failure is described in the StoreError.
+    :param session_kw: passed to the factory, e.g. ``bind=`` a connection.
+    """
+    session = factory(**session_kw)
     try:
         yield session
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
-        raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+        raise StoreError(f"{error}: {exc.__class__.__name__}: {exc}") from exc
     except BaseException:
         session.rollback()
         raise

@@ -27,10 +27,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket.errors import StoreError
+from mailticket.store.db import transaction
 from mailticket.store.schema import SpoolItem
 from mailticket.store.workqueue import put_spool
 
@@ -74,20 +75,10 @@ def write_batch(
     savepoint is rolled back, the rest go on); any failure of the transaction
     itself raises :class:`StoreError` and nothing of the batch is committed.
     """
-    session = factory()
-    try:
+    with transaction(factory, error="spool commit failed") as session:
         results = _insert_all(session, requests)
         if results is None:
             results = [_insert_one(session, request) for request in requests]
-        session.commit()
-    except SQLAlchemyError as exc:
-        session.rollback()
-        raise StoreError(f"spool commit failed: {exc.__class__.__name__}: {exc}") from exc
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
     return results
 
 
