@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from support.dovecot import DovecotServer
+from support.metrics import scrape_metrics
 
 from mailticket.config import ImapAccountConfig
 from mailticket.metrics import Metrics, start_metrics_server
@@ -585,8 +585,7 @@ def test_last_poll_is_saved_for_status_and_counted_on_the_metrics_endpoint(
     assert line.endswith("; last ok 2026-11-20T16:05:00+00:00")
     server = start_metrics_server("127.0.0.1", 0, factory, metrics)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
-            lines = set(r.read().decode().splitlines())
+        lines = scrape_metrics(server.port)
     finally:
         server.close()
     assert 'mailticket_mail_received_total{source="imap"} 2.0' in lines

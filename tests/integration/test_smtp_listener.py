@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from support.metrics import scrape_metrics
 
 from mailticket.config import ListenerConfig
 from mailticket.metrics import Metrics, start_metrics_server
@@ -737,8 +737,7 @@ def test_received_and_refused_mail_is_counted_on_the_metrics_endpoint(
             extra = RawClient(port)  # over the per-IP cap: 421 before the greeting
             assert extra.reply()[0] == TOO_MANY_CONNECTIONS
             extra.close()
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
-            lines = set(r.read().decode().splitlines())
+        lines = scrape_metrics(server.port)
     finally:
         server.close()
     assert 'mailticket_mail_received_total{source="smtp"} 2.0' in lines
