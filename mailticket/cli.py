@@ -15,46 +15,27 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 
+from mailticket import cli_common as common
 from mailticket import cli_sla, cli_suppression
 from mailticket import config as config_mod
 from mailticket import kb as kb_mod
 from mailticket.errors import MailticketError, NotFound
 from mailticket.store import migrate, workqueue
-from mailticket.store.db import make_engine, make_sessionmaker, transaction
+from mailticket.store.db import make_engine, transaction
 from mailticket.store.schema import AuditEvent, OutboxItem, QueueState, SpoolItem, Ticket
 
 DEFAULT_CONFIG = "config.example.toml"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _load(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(Path(args.config))
-
-
-def _factory(cfg: config_mod.Config, *, check: bool = True):  # type: ignore[no-untyped-def]
-    engine = make_engine(cfg.database.url)
-    if check:
-        migrate.require_current(engine)
-    return make_sessionmaker(engine)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from mailticket import daemon
 
-    return daemon.run(_load(args))
+    return daemon.run(common.load_config(args))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -66,7 +47,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.connect:
         from mailticket.transport.imap import check_login
 
-        cfg = _load(args)
+        cfg = common.load_config(args)
         failed = 0
         for account in cfg.imap:
             error = check_login(account)
@@ -79,7 +60,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = common.load_config(args)
     engine = make_engine(cfg.database.url)
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
@@ -98,10 +79,10 @@ def _ticket_json(ticket: Ticket, prefix: str, events: Sequence[AuditEvent] = ())
         "requester": ticket.requester,
         "assignee": ticket.assignee,
         "contacts": [c.address for c in ticket.contacts],
-        "created_at": _iso(ticket.created_at),
-        "updated_at": _iso(ticket.updated_at),
-        "first_response_at": _iso(ticket.first_response_at),
-        "resolved_at": _iso(ticket.resolved_at),
+        "created_at": common.iso(ticket.created_at),
+        "updated_at": common.iso(ticket.updated_at),
+        "first_response_at": common.iso(ticket.first_response_at),
+        "resolved_at": common.iso(ticket.resolved_at),
         "time_spent_minutes": ticket.time_spent_minutes,
         "articles": [
             {
@@ -116,12 +97,12 @@ def _ticket_json(ticket: Ticket, prefix: str, events: Sequence[AuditEvent] = ())
                      "sha256": f.sha256}
                     for f in a.attachments
                 ],
-                "created_at": _iso(a.created_at),
+                "created_at": common.iso(a.created_at),
             }
             for a in ticket.articles
         ],
         "events": [
-            {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail,
+            {"at": common.iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail,
              "evidence": e.evidence}
             for e in events
         ],
@@ -129,9 +110,9 @@ def _ticket_json(ticket: Ticket, prefix: str, events: Sequence[AuditEvent] = ())
 
 
 def cmd_tickets_list(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = common.load_config(args)
     prefix = cfg.mail.ticket_prefix
-    with transaction(_factory(cfg)) as session:
+    with transaction(common.session_factory(cfg)) as session:
         query = select(Ticket).order_by(Ticket.id)
         if args.status:
             query = query.where(Ticket.status == args.status)
@@ -153,9 +134,9 @@ def cmd_tickets_list(args: argparse.Namespace) -> int:
 def cmd_tickets_show(args: argparse.Namespace) -> int:
     from mailticket.tickets import parse_ref
 
-    cfg = _load(args)
+    cfg = common.load_config(args)
     number = parse_ref(args.ref, cfg.mail.ticket_prefix)
-    with transaction(_factory(cfg)) as session:
+    with transaction(common.session_factory(cfg)) as session:
         ticket = session.get(Ticket, number) if number is not None else None
         if ticket is None:
             raise NotFound(f"no ticket {args.ref}")
@@ -180,8 +161,8 @@ QueueModel = TypeVar("QueueModel", SpoolItem, OutboxItem)
 
 
 def _queue_list(args: argparse.Namespace, model: type[QueueModel]) -> int:
-    cfg = _load(args)
-    with transaction(_factory(cfg)) as session:
+    cfg = common.load_config(args)
+    with transaction(common.session_factory(cfg)) as session:
         query = select(model).order_by(model.id)
         if args.state:
             query = query.where(model.state == args.state)
@@ -189,7 +170,7 @@ def _queue_list(args: argparse.Namespace, model: type[QueueModel]) -> int:
         out = []
         for r in rows:
             item: dict[str, Any] = {"id": r.id, "state": r.state, "attempts": r.attempts,
-                                    "created_at": _iso(r.created_at), "last_error": r.last_error}
+                                    "created_at": common.iso(r.created_at), "last_error": r.last_error}
             if isinstance(r, SpoolItem):
                 item.update(source=r.source, mail_from=r.mail_from, rcpt_tos=r.rcpt_tos,
                             size=r.size, outcome=r.outcome, ticket_id=r.ticket_id)
@@ -209,8 +190,8 @@ def _queue_list(args: argparse.Namespace, model: type[QueueModel]) -> int:
 
 
 def _queue_change(args: argparse.Namespace, model: type[QueueModel], drop: bool) -> int:
-    cfg = _load(args)
-    with transaction(_factory(cfg)) as session:
+    cfg = common.load_config(args)
+    with transaction(common.session_factory(cfg)) as session:
         row = session.get(model, args.id)
         if row is None:
             raise NotFound(f"no {model.__tablename__} row {args.id}")
@@ -218,9 +199,9 @@ def _queue_change(args: argparse.Namespace, model: type[QueueModel], drop: bool)
             raise MailticketError(f"{model.__tablename__} row {args.id} is being processed right now")
         if drop:
             row.state = QueueState.DROPPED
-            row.finished_at = _now()
+            row.finished_at = common.now()
         else:
-            workqueue.requeue(session, row, _now())
+            workqueue.requeue(session, row, common.now())
     print(f"{model.__tablename__} row {args.id}: {'dropped' if drop else 'queued again'}")
     return 0
 
@@ -231,7 +212,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from mailticket.transport.relay import OutboxDrainer
     from mailticket.worker import SpoolWorker
 
-    cfg = _load(args)
+    cfg = common.load_config(args)
     app = build_app(cfg, create_empty_schema=False)
     count = SpoolWorker(app.factory, cfg, app.notifier).drain()
     sent = OutboxDrainer(app.factory, cfg.relay).drain_once() if args.send else 0
@@ -253,7 +234,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def _kb(args: argparse.Namespace) -> kb_mod.KnowledgeBase:
-    base = kb_mod.load(_load(args).kb.dir)
+    base = kb_mod.load(common.load_config(args).kb.dir)
     for problem in base.problems:
         print(f"warning: {problem}", file=sys.stderr)
     return base
@@ -287,8 +268,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Queue depths, oldest item, recent delivery failures: the 3 a.m. overview."""
     from mailticket.status import collect_status, format_status
 
-    config = _load(args)
-    status = collect_status(_factory(config), _now(), tuple(a.name for a in config.imap))
+    config = common.load_config(args)
+    status = collect_status(common.session_factory(config), common.now(), tuple(a.name for a in config.imap))
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
     else:
@@ -305,7 +286,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"\rcopied {done}/{total} pages", end="", file=sys.stderr, flush=True)
 
-    result = backup(_load(args).database.url, Path(args.dest), progress=progress if tty else None)
+    result = backup(common.load_config(args).database.url, Path(args.dest), progress=progress if tty else None)
     if tty:
         print(file=sys.stderr)
     print(f"backup written to {result.path} ({result.size} bytes, schema {result.revision})")
@@ -316,7 +297,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """Replace the SQLite database with a backup (only while the daemon is stopped)."""
     from mailticket.backup import restore
 
-    result = restore(Path(args.src), _load(args).database.url)
+    result = restore(Path(args.src), common.load_config(args).database.url)
     kept = f"; previous database kept as {result.moved_aside}" if result.moved_aside else ""
     print(f"restored {result.path} (schema {result.revision}){kept}")
     if result.needs_upgrade:

@@ -13,48 +13,30 @@ sub-commands there.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from mailticket import config as config_mod
+from mailticket import cli_common as common
 from mailticket import oncall
 from mailticket.errors import MailticketError, NotFound
-from mailticket.store import migrate
-from mailticket.store.db import make_engine, make_sessionmaker, transaction
+from mailticket.store.db import transaction
 from mailticket.store.schema import Ticket
 from mailticket.tickets import parse_ref
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _load(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(Path(args.config))
-
-
-def _factory(cfg: config_mod.Config) -> sessionmaker[Session]:
-    engine = make_engine(cfg.database.url)
-    migrate.require_current(engine)
-    return make_sessionmaker(engine)
 
 
 def cmd_sla_show(args: argparse.Namespace) -> int:
     """Explain a ticket's SLA: plan, calendar intervals counted, pauses, events sent."""
     from mailticket import sla_service
 
-    cfg = _load(args)
+    cfg = common.load_config(args)
     number = parse_ref(args.ref, cfg.mail.ticket_prefix)
-    with transaction(_factory(cfg)) as session:
+    with transaction(common.session_factory(cfg)) as session:
         ticket = session.get(Ticket, number) if number is not None else None
         if ticket is None:
             raise NotFound(f"no ticket {args.ref}")
         print(f"{cfg.mail.ticket_prefix}-{ticket.id}  {ticket.subject}")
-        for line in sla_service.explain_ticket(session, cfg, ticket, _now()):
+        for line in sla_service.explain_ticket(session, cfg, ticket, common.now()):
             print(line)
     return 0
 
@@ -66,15 +48,15 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
     from mailticket.notify import Notifier
     from mailticket.render import Renderer
 
-    cfg = _load(args)
+    cfg = common.load_config(args)
     notifier = Notifier(cfg, Renderer(cfg.templates_dir))
-    with transaction(_factory(cfg)) as session:
-        report = reports.build(session, cfg, args.contract, args.month, _now())
+    with transaction(common.session_factory(cfg)) as session:
+        report = reports.build(session, cfg, args.contract, args.month, common.now())
         if args.out:
             for path in report_delivery.write_files(notifier, report, Path(args.out)):
                 print(path)
             return 0
-        item = report_delivery.queue(session, notifier, report, _now())
+        item = report_delivery.queue(session, notifier, report, common.now())
     if item is None:
         raise MailticketError(f"the report of {args.contract} has no recipients")
     print(f"monthly report {args.contract} {args.month}: queued for {', '.join(item.rcpt_tos)}")
@@ -83,8 +65,8 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
 
 def cmd_oncall(args: argparse.Namespace) -> int:
     """The on-call pair now and in the next weeks, in the rota's time zone."""
-    cfg = _load(args)
-    shifts = oncall.upcoming(cfg.oncall, _now(), args.weeks)
+    cfg = common.load_config(args)
+    shifts = oncall.upcoming(cfg.oncall, common.now(), args.weeks)
     if not shifts:
         print("no on-call rota configured: critical tickets page nobody")
         return 0

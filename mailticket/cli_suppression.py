@@ -14,33 +14,20 @@ import argparse
 import getpass
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from mailticket import config as config_mod
+from mailticket import cli_common as common
 from mailticket import suppression, tickets
 from mailticket.errors import NotFound
-from mailticket.store import migrate
-from mailticket.store.db import make_engine, make_sessionmaker, transaction
-
-
-def _factory(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    cfg = config_mod.load(Path(args.config))
-    engine = make_engine(cfg.database.url)
-    migrate.require_current(engine)
-    return make_sessionmaker(engine)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+from mailticket.store.db import transaction
 
 
 def _row(entry: suppression.SuppressedAddress) -> dict[str, Any]:
     return {
         "address": entry.address,
         "permanent_failures": entry.permanent_failures,
-        "suppressed_at": _iso(entry.suppressed_at),
-        "cleared_at": _iso(entry.cleared_at),
+        "suppressed_at": common.iso(entry.suppressed_at),
+        "cleared_at": common.iso(entry.cleared_at),
         "active": entry.active,
         "reason": entry.reason,
     }
@@ -48,7 +35,7 @@ def _row(entry: suppression.SuppressedAddress) -> dict[str, Any]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print suppressed addresses, oldest first (with ``--all`` also cleared ones)."""
-    with transaction(_factory(args)) as session:
+    with transaction(common.session_factory(common.load_config(args))) as session:
         rows = [_row(e) for e in suppression.listing(session, include_cleared=args.all)]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -64,10 +51,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print whether one address is suppressed and the failures recorded for it."""
-    with transaction(_factory(args)) as session:
+    with transaction(common.session_factory(common.load_config(args))) as session:
         active = suppression.is_suppressed(session, args.address)
         found = [
-            {"at": _iso(f.at), "source": f.source, "permanent": f.permanent,
+            {"at": common.iso(f.at), "source": f.source, "permanent": f.permanent,
              "outbox_id": f.outbox_id, "ticket_id": f.ticket_id, "detail": f.detail}
             for f in suppression.failures(session, args.address, limit=args.limit)
         ]
@@ -86,7 +73,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_clear(args: argparse.Namespace) -> int:
     """Let mail to an address go out again; exit 4 if it was not suppressed."""
     now = datetime.now(UTC)
-    with transaction(_factory(args)) as session:
+    with transaction(common.session_factory(common.load_config(args))) as session:
         if not suppression.clear(session, args.address, now):
             raise NotFound(f"{args.address} is not suppressed")
         tickets.audit(session, None, f"cli:{getpass.getuser()}", "suppression_cleared",

@@ -1,0 +1,39 @@
+"""What every command-line module needs: the config named by ``-c``, a session factory, times.
+
+Shared by ``cli``, ``cli_sla`` and ``cli_suppression`` so that each command
+loads the config and checks the schema the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailticket import config as config_mod
+from mailticket.store import migrate
+from mailticket.store.db import make_engine, make_sessionmaker
+
+
+def now() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    """The validated config of ``-c FILE``; ConfigError (exit 2) when it is bad."""
+    return config_mod.load(Path(args.config))
+
+
+def session_factory(cfg: config_mod.Config) -> sessionmaker[Session]:
+    """Sessions on the configured database; an old or missing schema is refused (exit 3)."""
+    engine = make_engine(cfg.database.url)
+    migrate.require_current(engine)
+    return make_sessionmaker(engine)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 for JSON output, None stays None."""
+    return value.isoformat() if value else None
