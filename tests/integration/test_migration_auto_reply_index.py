@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+from support.databases import downgrade
 
 from mailticket.store import migrate
 from mailticket.store.db import make_engine
@@ -35,14 +34,6 @@ def _indexes(engine: Engine) -> dict[str, list[str]]:
     }
 
 
-def _downgrade(engine: Engine, revision: str) -> None:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(migrate.MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-
-
 def test_migration_creates_the_model_indexes_and_takes_the_new_one_back(engine: Engine) -> None:
     model = {str(ix.name): [c.name for c in ix.columns] for ix in AutoReplyLog.__table__.indexes}
     assert model == {"ix_auto_reply_recipient": ["recipient", "sent_at"],
@@ -50,7 +41,7 @@ def test_migration_creates_the_model_indexes_and_takes_the_new_one_back(engine: 
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert _indexes(engine) == model
 
-    _downgrade(engine, "0006")
+    downgrade(engine, "0006")
     assert _indexes(engine) == {"ix_auto_reply_recipient": ["recipient", "sent_at"]}
     migrate.upgrade(engine)
     assert _indexes(engine) == model

@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
-from support.databases import PG_ADMIN_URL, pg_url
+from support.databases import PG_ADMIN_URL, downgrade, pg_url
 
 from mailticket.store import migrate
 from mailticket.store.db import make_engine
@@ -45,14 +43,6 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def _downgrade(engine: Engine, revision: str) -> None:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(migrate.MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
 
 
 def _previous(revision: str) -> str:
@@ -89,7 +79,7 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_engine: Engine) ->
     ]
 
     previous = _previous(REVISION)
-    _downgrade(empty_engine, previous)
+    downgrade(empty_engine, previous)
     assert migrate.current_revision(empty_engine) == previous
     assert _poll_state_columns(empty_engine) is None
 

@@ -87,3 +87,15 @@ def sqlite_database(tmp: Path) -> Iterator[str]:
     migrate.upgrade(engine)
     engine.dispose()
     yield url
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Alembic downgrade to ``revision`` (tests only; the daemon never downgrades)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
