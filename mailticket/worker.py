@@ -132,14 +132,15 @@ class SpoolWorker:
                 # SQLite: one writer holds the database for this whole transaction
                 # (BEGIN IMMEDIATE), a live lease is never taken over and a spooled
                 # mail never changes, so the claimed copy is current; finish() still
-                # checks the lease. PostgreSQL: re-read and lock the row, so another
-                # instance skips it even if our lease runs out while we work.
-                row = claimed if self._single_writer else workqueue.holds(session, SpoolItem, held)
-                if row is None:
+                # checks the lease. PostgreSQL: lock the row (its id only; the claim
+                # already brought the values), so another instance skips it even if
+                # our lease runs out while we work.
+                if not (self._single_writer
+                        or workqueue.still_held(session, SpoolItem, held)):
                     log.warning("lease lost before processing", extra={"spool_id": held.id})
                     return True
                 ctx = pipeline.Context(session, self.config, self.notifier, self.clock())
-                outcome = pipeline.process(row, ctx)
+                outcome = pipeline.process(claimed, ctx)
                 if outcome.state == QueueState.QUEUED:
                     session.rollback()
                     with transaction(self.factory) as again:

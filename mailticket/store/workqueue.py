@@ -121,6 +121,19 @@ def claim(
     return Claim(id=row["id"], token=token, attempts=attempts, values=values)
 
 
+def still_held(session: Session, model: type[Row], held: Claim) -> bool:
+    """Whether ``held`` is still the row's current lease; locks the row on PostgreSQL.
+
+    Reads only the id: a caller that already has the claimed values (the spool
+    worker) need not fetch the raw mail a second time.
+    """
+    return session.scalar(
+        select(model.id)
+        .where(model.id == held.id, model.claim_token == held.token)
+        .with_for_update()
+    ) is not None
+
+
 def holds(session: Session, model: type[Row], held: Claim) -> Row | None:
     """The row if ``held`` is still its current lease (locks it on PostgreSQL), else None."""
     return session.scalar(
