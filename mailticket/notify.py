@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, event, inspect, update
+from sqlalchemy import Table, bindparam, event, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -26,6 +26,7 @@ from mailticket.log import get as get_logger
 from mailticket.mail import addresses, compose
 from mailticket.model import ArticleKind, Direction, Line
 from mailticket.render import Rendered, Renderer
+from mailticket.store import after_flush
 from mailticket.store.schema import OutboxItem, QueueState, Ticket
 from mailticket.tickets import add_article, index_message_id, ref_of
 
@@ -99,17 +100,10 @@ def _stamp_verp(session: Session, _flush_context: Any) -> None:
     as the rows' stored value, so it costs no second flush. A row dropped by a
     rolled-back savepoint is forgotten.
     """
-    pending = session.info.get(_VERP_PENDING)
-    if not pending:
-        return
-    waiting, stamped = [], []
-    for item, support, secret in pending:
-        state = inspect(item)
-        if state.persistent:
-            stamped.append((item, addresses.verp_return_path(support, item.id, secret)))
-        elif state.pending:
-            waiting.append((item, support, secret))
-    session.info[_VERP_PENDING] = waiting
+    stamped = [
+        (item, addresses.verp_return_path(support, item.id, secret))
+        for item, (support, secret) in after_flush.take_flushed(session, _VERP_PENDING)
+    ]
     if stamped:
         session.connection().execute(
             _SET_ENVELOPE_FROM, [{"row_id": item.id, "verp": verp} for item, verp in stamped]
@@ -209,9 +203,8 @@ def queue_mail(
     # VERP: the envelope sender names this row, so a bounce finds it without
     # trusting anything in the bounce body. The row has no id until the next
     # flush, which writes it (see _stamp_verp); no flush per mail here.
-    session.info.setdefault(_VERP_PENDING, []).append(
-        (item, notifier.support_address, notifier.config.mail.reply_token_secret)
-    )
+    after_flush.defer(session, _VERP_PENDING, item, notifier.support_address,
+                      notifier.config.mail.reply_token_secret)
     if ticket is not None:
         index_message_id(session, message_id, ticket.id, None, Direction.OUT, fresh=True)
     if auto_submitted != "no":

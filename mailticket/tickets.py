@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, event, insert, inspect, select
+from sqlalchemy import Table, bindparam, event, insert, select
 from sqlalchemy.orm import Session
 
 from mailticket.model import (
@@ -23,6 +23,7 @@ from mailticket.model import (
     TicketRef,
     can_transition,
 )
+from mailticket.store import after_flush
 from mailticket.store.schema import (
     Article,
     AttachmentRow,
@@ -67,25 +68,17 @@ def parse_ref(text: str, prefix: str) -> int | None:
 
 def _settle(session: Session) -> None:
     """Write index rows that still wait for their article's id, before reading the index."""
-    if session.info.get(_PENDING_IDS):
+    if after_flush.waiting(session, _PENDING_IDS):
         session.flush()
 
 
 def _write_pending_ids(session: Session, _flush_context: object) -> None:
     """After a flush gave new articles their ids, index their Message-IDs in one statement."""
-    pending = session.info.get(_PENDING_IDS)
-    if not pending:
-        return
-    rows, waiting = [], []
-    for article, message_id, direction in pending:
-        state = inspect(article)
-        if state.persistent:
-            rows.append({"message_id": message_id, "ticket_id": article.ticket_id,
-                         "article_id": article.id, "direction": direction.value})
-        elif state.pending:
-            waiting.append((article, message_id, direction))
-        # else: dropped with a rolled-back savepoint.
-    session.info[_PENDING_IDS] = waiting
+    rows = [
+        {"message_id": message_id, "ticket_id": article.ticket_id,
+         "article_id": article.id, "direction": direction.value}
+        for article, (message_id, direction) in after_flush.take_flushed(session, _PENDING_IDS)
+    ]
     if rows:
         session.connection().execute(_INSERT_ID, rows)
 
@@ -278,7 +271,7 @@ def add_article(
     if message_id and (new_message_id or not is_known_message_id(session, message_id)):
         # The index row names the article, which has no id before the next flush;
         # _write_pending_ids writes it then, so adding an article costs no flush.
-        session.info.setdefault(_PENDING_IDS, []).append((article, message_id, direction))
+        after_flush.defer(session, _PENDING_IDS, article, message_id, direction)
     session.add(article)
     ticket.updated_at = now
     if kind == ArticleKind.REPLY:
