@@ -199,9 +199,9 @@ def _queue_change(args: argparse.Namespace, model: type[QueueModel], drop: bool)
             raise MailticketError(f"{model.__tablename__} row {args.id} is being processed right now")
         if drop:
             row.state = QueueState.DROPPED
-            row.finished_at = common.now()
+            row.finished_at = common.utc_now()
         else:
-            workqueue.requeue(session, row, common.now())
+            workqueue.requeue(session, row, common.utc_now())
     print(f"{model.__tablename__} row {args.id}: {'dropped' if drop else 'queued again'}")
     return 0
 
@@ -269,7 +269,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mailticket.status import collect_status, format_status
 
     config = common.load_config(args)
-    status = collect_status(common.session_factory(config), common.now(), tuple(a.name for a in config.imap))
+    status = collect_status(common.session_factory(config), common.utc_now(), tuple(a.name for a in config.imap))
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
     else:

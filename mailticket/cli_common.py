@@ -7,19 +7,15 @@ loads the config and checks the schema the same way.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket import config as config_mod
+from mailticket.model import utc_now as utc_now
 from mailticket.store import migrate
 from mailticket.store.db import make_engine, make_sessionmaker
-
-
-def now() -> datetime:
-    """The current time, aware UTC."""
-    return datetime.now(UTC)
 
 
 def load_config(args: argparse.Namespace) -> config_mod.Config:

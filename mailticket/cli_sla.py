@@ -36,7 +36,7 @@ def cmd_sla_show(args: argparse.Namespace) -> int:
         if ticket is None:
             raise NotFound(f"no ticket {args.ref}")
         print(f"{cfg.mail.ticket_prefix}-{ticket.id}  {ticket.subject}")
-        for line in sla_service.explain_ticket(session, cfg, ticket, common.now()):
+        for line in sla_service.explain_ticket(session, cfg, ticket, common.utc_now()):
             print(line)
     return 0
 
@@ -51,12 +51,12 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
     cfg = common.load_config(args)
     notifier = Notifier(cfg, Renderer(cfg.templates_dir))
     with transaction(common.session_factory(cfg)) as session:
-        report = reports.build(session, cfg, args.contract, args.month, common.now())
+        report = reports.build(session, cfg, args.contract, args.month, common.utc_now())
         if args.out:
             for path in report_delivery.write_files(notifier, report, Path(args.out)):
                 print(path)
             return 0
-        item = report_delivery.queue(session, notifier, report, common.now())
+        item = report_delivery.queue(session, notifier, report, common.utc_now())
     if item is None:
         raise MailticketError(f"the report of {args.contract} has no recipients")
     print(f"monthly report {args.contract} {args.month}: queued for {', '.join(item.rcpt_tos)}")
@@ -66,7 +66,7 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
 def cmd_oncall(args: argparse.Namespace) -> int:
     """The on-call pair now and in the next weeks, in the rota's time zone."""
     cfg = common.load_config(args)
-    shifts = oncall.upcoming(cfg.oncall, common.now(), args.weeks)
+    shifts = oncall.upcoming(cfg.oncall, common.utc_now(), args.weeks)
     if not shifts:
         print("no on-call rota configured: critical tickets page nobody")
         return 0

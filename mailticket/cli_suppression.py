@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from mailticket import cli_common as common
@@ -72,7 +71,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     """Let mail to an address go out again; exit 4 if it was not suppressed."""
-    now = datetime.now(UTC)
+    now = common.utc_now()
     with transaction(common.session_factory(common.load_config(args))) as session:
         if not suppression.clear(session, args.address, now):
             raise NotFound(f"{args.address} is not suppressed")

@@ -7,8 +7,18 @@ mistake in a field name is a type error, not a silent ``None`` at 3 a.m.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
+
+# Time is passed in, never read deep inside: components take a ``clock`` (this
+# type) whose default is :func:`utc_now`, and tests pass their own.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock: the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
 
 
 class Priority(enum.StrEnum):

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailticket import report_delivery, sla_scan
 from mailticket.config import Config
 from mailticket.log import get as get_logger
+from mailticket.model import utc_now
 from mailticket.notify import Notifier
 from mailticket.store.db import transaction
 from mailticket.store.schema import AutoReplyLog
@@ -34,10 +35,6 @@ log = get_logger("scheduler")
 # Automatic-mail counters are read over the last 24 hours; a week of them is plenty.
 AUTO_REPLY_LOG_DAYS = 7
 
-
-def utc_now() -> datetime:
-    """The real clock; tests pass their own."""
-    return datetime.now(UTC)
 
 
 class Scheduler:

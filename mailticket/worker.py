@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -29,6 +29,7 @@ from mailticket import pipeline
 from mailticket.config import Config
 from mailticket.log import get as get_logger
 from mailticket.metrics import Metrics
+from mailticket.model import utc_now
 from mailticket.notify import Notifier
 from mailticket.store import workqueue
 from mailticket.store.db import transaction
@@ -39,10 +40,6 @@ log = get_logger("worker")
 # How long a deferred row (a reply that overtook its original) waits before the next try.
 DEFER_DELAY = timedelta(seconds=1)
 
-
-def utc_now() -> datetime:
-    """The real clock; tests pass their own."""
-    return datetime.now(UTC)
 
 
 @contextmanager

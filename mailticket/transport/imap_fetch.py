@@ -33,9 +33,8 @@ faults, backoff) is ``transport.imap``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from imapclient import IMAPClient
@@ -45,6 +44,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailticket import log
 from mailticket.config import ImapAccountConfig
 from mailticket.metrics import Metrics
+from mailticket.model import Clock as Clock
+from mailticket.model import utc_now as utc_now
 from mailticket.store.db import transaction
 from mailticket.store.schema import SpoolItem
 from mailticket.store.workqueue import put_spool
@@ -57,12 +58,7 @@ OVERSIZE_HEADER_BYTES = 64 * 1024
 FETCH_GROUP_BYTES = 16 * 1024 * 1024
 
 _log = log.get("imap")
-Clock = Callable[[], datetime]
 
-
-def utc_now() -> datetime:
-    """The real clock; tests pass their own."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -32,6 +32,7 @@ from mailticket import log
 from mailticket.config import ListenerConfig
 from mailticket.mail.addresses import is_our_address
 from mailticket.metrics import Metrics
+from mailticket.model import utc_now
 from mailticket.transport.smtp_limits import (
     COMMAND_CALL_LIMITS,
     MAX_COMMANDS_PER_SESSION,
@@ -53,10 +54,6 @@ REPLY_TEMPFAIL = "451 4.3.0 Temporary failure, please retry"
 
 _log = log.get("smtp")
 
-
-def utc_now() -> datetime:
-    """The current time as an aware UTC datetime (the default clock)."""
-    return datetime.now(UTC)
 
 
 def _auth_user(session: Session) -> str | None:

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +43,7 @@ from mailticket import log, suppression
 from mailticket.config import RelayConfig
 from mailticket.errors import PermanentDeliveryError, TemporaryDeliveryError
 from mailticket.metrics import Metrics
+from mailticket.model import utc_now as utc_now
 from mailticket.store.db import transaction
 from mailticket.store.schema import AuditEvent, OutboxItem, QueueState
 from mailticket.store.workqueue import Claim, claim, finish, holds, retry_later
@@ -70,10 +71,6 @@ __all__ = [
 
 _log = log.get("relay")
 
-
-def utc_now() -> datetime:
-    """The current time as an aware UTC datetime (the default clock)."""
-    return datetime.now(UTC)
 
 
 @dataclass
