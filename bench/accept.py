@@ -21,9 +21,9 @@ from procs import CHILD
 from sqlalchemy import event, func, select
 
 from mailticket.config import ListenerConfig
+from mailticket.intake.listener import start_listener
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.schema import SpoolItem
-from mailticket.transport.lmtp import start_listener
 
 # (clients, mails per client): 500 to 1,000 mails per level, fewer for one client.
 LEVELS = ((1, 100), (10, 50), (100, 10))

@@ -24,12 +24,12 @@ from common import SUPPORT, bench_config, load_corpus, proc_status_kb
 from sqlalchemy import func, select
 
 from mailticket.config import ListenerConfig
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
+from mailticket.intake.listener import start_listener
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
+from mailticket.runners.worker import SpoolWorker
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.schema import SpoolItem
-from mailticket.transport.lmtp import start_listener
-from mailticket.worker import SpoolWorker
 
 BARE_LF = re.compile(rb"(?<!\r)\n")
 

@@ -65,10 +65,10 @@ def cpu_per_message(corpus: Path, tmp: Path, mails: list, domains: list[str]) ->
     sys.path.insert(0, str(SHARED / "bench"))
     import baseline_python
 
-    from mailticket.notify import Notifier
-    from mailticket.render import Renderer
+    from mailticket.outbound.notify import Notifier
+    from mailticket.outbound.render import Renderer
+    from mailticket.runners.worker import SpoolWorker
     from mailticket.store.db import make_engine, make_sessionmaker
-    from mailticket.worker import SpoolWorker
 
     files = sorted(corpus.glob("*.eml"))
     folder = Path(tempfile.mkdtemp(dir=tmp))

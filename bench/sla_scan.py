@@ -1,6 +1,6 @@
 """(c) SLA scan time at 10k, 100k and 1M open tickets: the indexed "what is due now" query.
 
-The scheduler's scan (``mailticket.sla_scan``) starts from this query
+The scheduler's scan (``mailticket.escalation.scan``) starts from this query
 (ARCHITECTURE §2.4): ``SELECT … FROM tickets WHERE next_sla_check_at <= now``
 on the indexed column, so its cost over many open tickets is this query's
 cost plus the work on the due ones. Tickets are bulk-inserted in SQL (not

@@ -1,7 +1,7 @@
 """Issue 6's closing figure: one real SLA scan over 100,000 open tickets, SQLite and PostgreSQL.
 
 Unlike ``sla_scan.py`` (the indexed query alone), this times the scheduler's whole
-job, ``mailticket.sla_scan.scan``: select the due tickets, lock them, rebuild each
+job, ``mailticket.escalation.scan.scan``: select the due tickets, lock them, rebuild each
 one's clock from the database, evaluate it, record its events under the unique
 key and queue every mail through the outbox.
 
@@ -52,11 +52,11 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 
 from mailticket import config as config_mod
-from mailticket import sla_scan
+from mailticket.escalation import scan as sla_scan
 from mailticket.model import Priority
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
-from mailticket.sla import TicketClock, Timer, evaluate
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
+from mailticket.sla.clock import TicketClock, Timer, evaluate
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, Ticket
 

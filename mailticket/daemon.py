@@ -26,12 +26,12 @@ from mailticket import log as logsetup
 from mailticket.config import Config
 from mailticket.errors import MailticketError, SchemaError
 from mailticket.metrics import Metrics, start_metrics_server
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
-from mailticket.scheduler import Scheduler
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
+from mailticket.runners.scheduler import Scheduler
+from mailticket.runners.worker import SpoolWorker
 from mailticket.store import migrate
 from mailticket.store.db import is_sqlite, make_engine, make_sessionmaker
-from mailticket.worker import SpoolWorker
 
 log = logsetup.get("daemon")
 
@@ -113,10 +113,10 @@ def sd_notify(message: str) -> None:
 
 async def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT."""
-    from mailticket.transport.imap import start_pollers
-    from mailticket.transport.lmtp import start_listener
-    from mailticket.transport.relay import OutboxDrainer, relay_tls_context
-    from mailticket.transport.submission import EngineerAuthenticator
+    from mailticket.intake.imap import start_pollers
+    from mailticket.intake.listener import start_listener
+    from mailticket.intake.submission import EngineerAuthenticator
+    from mailticket.runners.outbox import OutboxDrainer, relay_tls_context
 
     lock = InstanceLock(config)
     lock.acquire()

@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket.config import Config
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
+from mailticket.runners.worker import SpoolWorker
 from mailticket.store import workqueue
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.schema import OutboxItem, SpoolItem, Ticket
-from mailticket.worker import SpoolWorker
 
 
 @dataclass

@@ -18,8 +18,8 @@ from support.mails import build, new_id
 from support.smtp_sink import Received, SmtpSink
 
 from mailticket.config import ListenerConfig
+from mailticket.intake.listener import start_listener
 from mailticket.store.schema import Ticket
-from mailticket.transport.lmtp import start_listener
 
 CUSTOMER = "ivan@acme.example"
 OTHER_CUSTOMER = "john@globex.example"

@@ -19,14 +19,14 @@ from support.configs import make_config
 from support.smtp_sink import Received, SmtpSink
 
 from mailticket.config import Config, ListenerConfig, RelayConfig
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
+from mailticket.intake.listener import start_listener
+from mailticket.intake.submission import EngineerAuthenticator
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
+from mailticket.runners.outbox import OutboxDrainer
+from mailticket.runners.worker import SpoolWorker
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.schema import AuditEvent, QueueState, SpoolItem, Ticket
-from mailticket.transport.lmtp import start_listener
-from mailticket.transport.relay import OutboxDrainer
-from mailticket.transport.submission import EngineerAuthenticator
-from mailticket.worker import SpoolWorker
 
 
 class Stack:

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from support.configs import make_config
 from support.mails import build, new_id
 
-from mailticket.backup import PG_HINT, backup, restore
 from mailticket.daemon import InstanceLock
 from mailticket.errors import MailticketError
 from mailticket.store import migrate
+from mailticket.store.backup import PG_HINT, backup, restore
 from mailticket.store.db import transaction
 from mailticket.store.schema import OutboxItem, QueueState, SpoolItem, Ticket
 

@@ -18,10 +18,10 @@ from support.mails import build
 from test_reports import example_config, generate_october
 
 from mailticket import config as config_mod
-from mailticket import oncall
 from mailticket.cli import main as cli_main
 from mailticket.mail.addresses import make_reply_token, reply_address
-from mailticket.scheduler import Scheduler
+from mailticket.policy import oncall
+from mailticket.runners.scheduler import Scheduler
 from mailticket.store import workqueue
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.migrate import upgrade

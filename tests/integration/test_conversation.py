@@ -228,7 +228,7 @@ def test_submission_auth_is_evidence_without_a_token(db_url: str, tmp_path: Path
     from support.configs import engineers
     from support.smtp_sink import make_test_cert
 
-    from mailticket.passwords import hash_password
+    from mailticket.config.passwords import hash_password
 
     cert, key = make_test_cert(tmp_path)
     people = engineers()

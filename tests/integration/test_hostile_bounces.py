@@ -35,9 +35,9 @@ from support.configs import contracts
 from support.mails import build, new_id
 from support.smtp_sink import SmtpSink
 
-from mailticket import suppression
 from mailticket.cli import main as cli_main
 from mailticket.model import Contract
+from mailticket.outbound import suppression
 from mailticket.store.db import transaction
 from mailticket.store.schema import (
     AddressSuppression,

@@ -28,8 +28,8 @@ from support.configs import SECRET
 from support.mails import build
 from support.smtp_sink import Received, SmtpSink
 
-from mailticket import notify
 from mailticket.mail.addresses import parse_verp
+from mailticket.outbound import caps
 from mailticket.store.db import transaction
 from mailticket.store.schema import (
     AutoReplyLog,
@@ -271,12 +271,12 @@ def test_auto_mail_caps_per_recipient_per_day_and_per_ticket_per_hour(stack: Sta
         s.add(AutoReplyLog(recipient="old@acme.example", kind="ack", ticket_id=8,
                            sent_at=now - timedelta(days=2)))
         s.flush()
-        assert not notify.auto_mail_allowed(s, notifier, "robot@acme.example", "ack", now)
-        assert notify.auto_mail_allowed(s, notifier, "robot@acme.example", "ack",
+        assert not caps.auto_mail_allowed(s, notifier.config.mail, "robot@acme.example", "ack", now)
+        assert caps.auto_mail_allowed(s, notifier.config.mail, "robot@acme.example", "ack",
                                         now + timedelta(hours=23, minutes=1))
-        assert not notify.auto_mail_allowed(s, notifier, "new@acme.example", "ack", now,
+        assert not caps.auto_mail_allowed(s, notifier.config.mail, "new@acme.example", "ack", now,
                                             ticket_id=7)
-        assert notify.auto_mail_allowed(s, notifier, "new@acme.example", "ack",
+        assert caps.auto_mail_allowed(s, notifier.config.mail, "new@acme.example", "ack",
                                         now + timedelta(minutes=31), ticket_id=7)
-        assert notify.auto_mail_allowed(s, notifier, "old@acme.example", "ack", now,
+        assert caps.auto_mail_allowed(s, notifier.config.mail, "old@acme.example", "ack", now,
                                         per_day=1, ticket_id=8)

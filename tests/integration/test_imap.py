@@ -26,18 +26,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from support.dovecot import DovecotServer
 from support.metrics import scrape_metrics
 
+from mailticket.cli.status import collect_status, format_status
 from mailticket.config import ImapAccountConfig
-from mailticket.metrics import Metrics, start_metrics_server
-from mailticket.status import collect_status, format_status
-from mailticket.store.db import make_engine, make_sessionmaker
-from mailticket.store.schema import SpoolItem
-from mailticket.transport.imap import (
+from mailticket.intake.imap import (
     ImapPoller,
     PollerThread,
     check_login,
     return_path,
     start_pollers,
 )
+from mailticket.metrics import Metrics, start_metrics_server
+from mailticket.store.db import make_engine, make_sessionmaker
+from mailticket.store.schema import SpoolItem
 
 USER, PASSWORD = "alice", "secret"
 SUPPORT = "support@example.net"

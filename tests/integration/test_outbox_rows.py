@@ -17,11 +17,11 @@ from sqlalchemy import select
 from support.configs import make_config
 from support.mails import build, new_id
 
-from mailticket import tickets
 from mailticket.mail.addresses import verp_return_path
 from mailticket.model import ArticleKind, Direction, Priority
 from mailticket.store.db import transaction
 from mailticket.store.schema import AutoReplyLog, MessageIdIndex
+from mailticket.tickets import service as tickets
 
 NOW = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)
 

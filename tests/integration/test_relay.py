@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from support.smtp_sink import Received, SmtpSink, free_port
 
 from mailticket.config import RelayConfig
+from mailticket.runners.outbox import OutboxDrainer
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.schema import AuditEvent, OutboxItem, QueueState, Ticket
 from mailticket.store.workqueue import claim
-from mailticket.transport.relay import OutboxDrainer
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 SENDER = "bounces+1.abc@support.example"

@@ -28,12 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from support.configs import REPO, make_config
 from support.mails import build
 
-from mailticket import cli, report_delivery, reports
+from mailticket import cli
 from mailticket import config as config_mod
 from mailticket.mail.addresses import make_reply_token, reply_address
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
-from mailticket.scheduler import Scheduler
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
+from mailticket.reports import delivery as report_delivery
+from mailticket.reports import monthly as reports
+from mailticket.runners.scheduler import Scheduler
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.schema import OutboxItem, Ticket
 

@@ -22,11 +22,12 @@ from support import databases
 from support.configs import SECRET, make_config
 from support.mails import build
 
-from mailticket import cli, sla_scan
+from mailticket import cli
+from mailticket.escalation import scan as sla_scan
 from mailticket.mail.addresses import make_reply_token, reply_address
 from mailticket.model import Contract, Priority
-from mailticket.scheduler import Scheduler
-from mailticket.sla import EventKind, Timer
+from mailticket.runners.scheduler import Scheduler
+from mailticket.sla.clock import EventKind, Timer
 from mailticket.store.db import transaction
 from mailticket.store.schema import OutboxItem, SlaEvent, Ticket
 

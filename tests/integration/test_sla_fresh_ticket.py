@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from support.configs import make_config
 
-from mailticket import sla_service, tickets
 from mailticket.config import Config
 from mailticket.model import ArticleKind, Direction, Priority, Status
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.schema import Ticket
+from mailticket.tickets import service as tickets
+from mailticket.tickets import sla_stamp as sla_service
 
 NOW = datetime(2026, 11, 18, 9, 30, tzinfo=UTC)  # a Wednesday, 12:30 in Moscow
 CUSTOMER = "ivan@acme.example"

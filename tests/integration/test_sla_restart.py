@@ -26,9 +26,9 @@ from sqlalchemy.engine import make_url
 from support.configs import REPO
 from test_sla_scenario import ANNA, BORIS, CLARA, CUSTOMER, DMITRY, shipped_config
 
-from mailticket import sla_scan
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
+from mailticket.escalation import scan as sla_scan
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
 from mailticket.store.schema import OutboxItem, SlaEvent, Ticket
 
@@ -50,9 +50,10 @@ CHILD = """
 import dataclasses, sys
 from datetime import datetime
 from pathlib import Path
-from mailticket import config, sla_scan
-from mailticket.notify import Notifier
-from mailticket.render import Renderer
+from mailticket import config
+from mailticket.escalation import scan as sla_scan
+from mailticket.outbound.notify import Notifier
+from mailticket.outbound.render import Renderer
 from mailticket.store.db import make_engine, make_sessionmaker
 cfg = config.load(Path(sys.argv[1]))
 cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url=sys.argv[2]))

@@ -32,7 +32,7 @@ from support.mails import build
 
 from mailticket import config as config_mod
 from mailticket.mail.addresses import make_reply_token, reply_address
-from mailticket.scheduler import Scheduler
+from mailticket.runners.scheduler import Scheduler
 from mailticket.store.db import transaction
 from mailticket.store.schema import OutboxItem, SlaEvent, Ticket
 

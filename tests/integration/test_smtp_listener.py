@@ -33,10 +33,10 @@ from sqlalchemy.engine import Engine
 from support.metrics import scrape_metrics
 
 from mailticket.config import ListenerConfig
+from mailticket.intake.listener import start_listener
 from mailticket.metrics import Metrics, start_metrics_server
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.migrate import upgrade
-from mailticket.transport.lmtp import start_listener
 
 OK = 250
 QUEUED_PREFIX = "2.0.0 Ok: queued as "

@@ -15,9 +15,9 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket.errors import StoreError
+from mailticket.intake.spool_writer import Spooled, SpoolRequest, SpoolWriter, write_batch
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.schema import SpoolItem
-from mailticket.transport.spool_writer import Spooled, SpoolRequest, SpoolWriter, write_batch
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -12,10 +12,10 @@ from harness import Harness
 from support.configs import make_config
 from support.mails import build
 
-from mailticket.status import collect_status, format_status
+from mailticket.cli.status import collect_status, format_status
+from mailticket.intake.imap_state import PollResult, record_poll
 from mailticket.store.db import transaction
 from mailticket.store.schema import OutboxItem, QueueState, SpoolItem
-from mailticket.transport.imap_state import PollResult, record_poll
 
 NOW = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)
 

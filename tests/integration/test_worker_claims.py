@@ -16,9 +16,9 @@ from sqlalchemy import text, update
 from support.configs import make_config
 from support.mails import build, new_id
 
+from mailticket.runners.worker import lease_transaction
 from mailticket.store.db import transaction
 from mailticket.store.schema import QueueState, SpoolItem
-from mailticket.worker import lease_transaction
 
 
 @pytest.fixture

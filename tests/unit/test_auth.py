@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from mailticket.auth import Authentication, authenticate
 from mailticket.config import Config, MailConfig
 from mailticket.mail.addresses import make_reply_token, reply_address
 from mailticket.mail.parse import InboundMail
@@ -18,6 +17,7 @@ from mailticket.model import (
     Principal,
     PrincipalKind,
 )
+from mailticket.policy.auth import Authentication, authenticate
 
 SECRET = "unit-test-secret"
 TODAY = date(2026, 1, 5)

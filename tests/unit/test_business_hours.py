@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailticket.business_hours import (
+from mailticket.model import Calendar, Interval
+from mailticket.sla.business_hours import (
     add_business_minutes,
     add_business_time,
     business_minutes_between,
@@ -19,7 +20,6 @@ from mailticket.business_hours import (
     next_working_time,
     working_intervals,
 )
-from mailticket.model import Calendar, Interval
 
 MSK = ZoneInfo("Europe/Moscow")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailticket.commands import Command, ParsedCommands, parse_commands, parse_duration
+from mailticket.policy.commands import Command, ParsedCommands, parse_commands, parse_duration
 
 
 def only(parsed: ParsedCommands) -> Command:

@@ -9,7 +9,7 @@ import pytest
 
 from mailticket import config
 from mailticket.config import ImapAccountConfig, ListenerConfig, format_problems, parse_duration
-from mailticket.config_locate import Locator
+from mailticket.config.locate import Locator
 from mailticket.errors import ConfigError, ConfigProblem
 from mailticket.model import (
     Calendar,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailticket.feedback import parse_rating_address, parse_rating_reply, rating_address
+from mailticket.processing.ratings import parse_rating_address, parse_rating_reply, rating_address
 
 SECRET = "test-secret-0123456789"
 SUPPORT = "support@provider.example"

@@ -29,14 +29,14 @@ from hypothesis import strategies as st
 from support.configs import make_config
 from support.mails import build
 
-from mailticket.auth import authenticate
 from mailticket.errors import UnparseableMessage
 from mailticket.mail import compose
 from mailticket.mail.classify import classify
 from mailticket.mail.inbound import InboundMail
 from mailticket.mail.parse import parse
 from mailticket.model import Envelope
-from mailticket.threader import thread_keys
+from mailticket.policy.auth import authenticate
+from mailticket.policy.thread_keys import thread_keys
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "rt"
 MAX_SECONDS = 2.0

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from support.configs import make_config
 
-from mailticket import cli, kb
-from mailticket.commands import Command, parse_commands
+from mailticket import cli
 from mailticket.config import KbConfig
 from mailticket.errors import CommandError
+from mailticket.policy import kb
+from mailticket.policy.commands import Command, parse_commands
 
 REPO = Path(__file__).resolve().parents[2]
 KB = REPO / "kb"

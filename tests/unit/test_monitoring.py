@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from support.mails import build
 
-from mailticket.config_features import read_monitoring
-from mailticket.config_read import Problems
+from mailticket.config.features import read_monitoring
+from mailticket.config.read import Problems
 from mailticket.mail.parse import parse
 from mailticket.model import Contract, Envelope, MonitoringSource, Priority
-from mailticket.monitoring import (
+from mailticket.policy.monitoring import (
     AlertState,
     ParsedAlert,
     parse_alert,

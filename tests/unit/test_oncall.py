@@ -10,7 +10,7 @@ import pytest
 
 from mailticket import config as config_mod
 from mailticket.config import OncallConfig
-from mailticket.oncall import current_pair, shift_at, upcoming, week_index
+from mailticket.policy.oncall import current_pair, shift_at, upcoming, week_index
 
 MSK = ZoneInfo("Europe/Moscow")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -1,6 +1,6 @@
 """Engineer password hashes for SMTP AUTH."""
 
-from mailticket.passwords import hash_password, is_valid_hash, verify_password
+from mailticket.config.passwords import hash_password, is_valid_hash, verify_password
 
 
 def test_hash_verifies_and_wrong_password_fails() -> None:

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from mailticket.production_calendar import is_supported, national_days
+from mailticket.sla.production_calendar import is_supported, national_days
 
 
 def test_2025_november_bridge_saturday_worked_and_monday_off() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import pytest
 
-from mailticket.render import (
+from mailticket.outbound.render import (
     Renderer,
     detag,
     format_datetime,
@@ -17,8 +17,8 @@ from mailticket.render import (
     format_duration,
     normalise_locale,
 )
-from mailticket.report_usage import LowRating, Satisfaction, Services
-from mailticket.reports import Compliance, MonthlyReport, Times, template_context
+from mailticket.reports.monthly import Compliance, MonthlyReport, Times, template_context
+from mailticket.reports.usage import LowRating, Satisfaction, Services
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 CREATED = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)  # Friday 19:50 in Moscow

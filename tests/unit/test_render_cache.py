@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailticket.render import Renderer
+from mailticket.outbound.render import Renderer
 
 BASE = ('{% if _part == "subject" %}{% block subject %}{% endblock %}'
         "{% else %}{% block text %}{% endblock %}{% endif %}")

@@ -11,7 +11,13 @@ from support.configs import make_config
 from mailticket import config as config_mod
 from mailticket.config import Config, ContractTypeConfig, RoutingRule
 from mailticket.model import Contract, ContractType, Line, Priority
-from mailticket.routing import Route, decide, notice_recipients, rule_matches, subject_priority
+from mailticket.policy.routing import (
+    Route,
+    decide,
+    notice_recipients,
+    rule_matches,
+    subject_priority,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

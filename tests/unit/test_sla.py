@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailticket.model import Calendar, Interval, Priority, PriorityTargets, SlaPlan
-from mailticket.sla import (
+from mailticket.sla.clock import (
     Deadline,
     EventKind,
     SlaEventDue,
@@ -19,7 +19,7 @@ from mailticket.sla import (
     deadlines,
     evaluate,
 )
-from mailticket.sla_explain import explain
+from mailticket.sla.explain import explain
 
 MSK = ZoneInfo("Europe/Moscow")
 FR, RES, NEXT = Timer.FIRST_RESPONSE, Timer.RESOLUTION, Timer.NEXT_RESPONSE

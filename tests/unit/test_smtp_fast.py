@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from mailticket.transport.smtp_fast import WINDOW, first_long_line, parse_address, unstuff
+from mailticket.intake.smtp_fast import WINDOW, first_long_line, parse_address, unstuff
 
 
 def _outcome(call: object, *args: object) -> object:

@@ -10,7 +10,7 @@ import pytest
 
 from mailticket import config
 from mailticket.config import format_problems
-from mailticket.suppression import SuppressedAddress, mailbox_refusal
+from mailticket.outbound.suppression import SuppressedAddress, mailbox_refusal
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.toml"

@@ -1,0 +1,104 @@
+"""Caps on automatic mail: log every one we queue, refuse the one too many.
+
+Every automatic mail is counted per recipient (RFC 3834, Znuny's
+``PostmasterMaxEmails``) and per ticket, so a loop with another robot burns out
+against these caps instead of flooding both sides. The log is only ever counted
+in SQL, so it is written and read with prebuilt Core statements: one per queued
+mail, one per check, and no flush of the caller's session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    case,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from mailticket.config import MailConfig
+from mailticket.store.schema import AutoReplyLog
+
+# Automatic mail about one ticket, to anyone, in any hour: a circuit breaker
+# for loops that the per-recipient cap would stop only after forty rounds.
+AUTO_MAILS_PER_TICKET_PER_HOUR = 10
+
+_LOG = cast(Table, AutoReplyLog.__table__)
+_INSERT = insert(_LOG)
+
+
+def _auto_mail_counts(with_ticket: bool) -> Select[tuple[int, int, int]]:
+    """Every cap of :func:`auto_mail_allowed` in one query, built once.
+
+    Counts the recipient's automatic mail since ``:since`` (on the recipient
+    index), of those the ones of ``:kind`` (and ``:ticket_id``), and the
+    ticket's automatic mail to anyone since ``:hour``.
+    """
+    log_ = _LOG.c
+    today = (log_.recipient == bindparam("recipient")) & (log_.sent_at >= bindparam("since"))
+    same_kind = today & (log_.kind == bindparam("kind"))
+    this_hour: ColumnElement[bool] = false()
+    where: ColumnElement[bool] = today
+    if with_ticket:
+        same_kind = same_kind & (log_.ticket_id == bindparam("ticket_id"))
+        this_hour = (log_.ticket_id == bindparam("ticket_id")) & (log_.sent_at >= bindparam("hour"))
+        where = or_(today, this_hour)
+    return select(
+        *(func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+          for cond in (today, same_kind, this_hour))
+    ).select_from(_LOG).where(where)
+
+
+_AUTO_MAIL_COUNTS = _auto_mail_counts(with_ticket=False)
+_AUTO_MAIL_COUNTS_TICKET = _auto_mail_counts(with_ticket=True)
+
+
+def auto_mail_allowed(
+    session: Session, mail_cfg: MailConfig, recipient: str, kind: str, now: datetime,
+    *, per_day: int | None = None, ticket_id: int | None = None,
+) -> bool:
+    """Whether one more automatic mail to ``recipient`` stays under every cap.
+
+    Three caps, all counted from ``auto_reply_log`` (RFC 3834, Znuny's
+    ``PostmasterMaxEmails``): ``per_day`` of this ``kind`` (and ticket, if
+    given) to this recipient; all automatic mail to this recipient per day
+    (``mail.auto_replies_per_recipient_per_day``, or the recipient's entry in
+    ``mail.auto_reply_overrides``); and, for a ticket, at most
+    :data:`AUTO_MAILS_PER_TICKET_PER_HOUR` to anyone. A loop with another robot
+    burns out against these instead of flooding both sides.
+    """
+    since = now - timedelta(days=1)
+    overrides: Mapping[str, int] = getattr(mail_cfg, "auto_reply_overrides", None) or {}
+    daily = overrides.get(recipient.lower(), mail_cfg.auto_replies_per_recipient_per_day)
+    params = {"recipient": recipient, "since": since, "kind": kind}
+    # Core, no autoflush: only queue_mail writes this log, and it writes at once.
+    if ticket_id is None:
+        counts = session.connection().execute(_AUTO_MAIL_COUNTS, params).one()
+    else:
+        params.update(ticket_id=ticket_id, hour=now - timedelta(hours=1))
+        counts = session.connection().execute(_AUTO_MAIL_COUNTS_TICKET, params).one()
+    to_recipient, of_kind, for_ticket = (int(c or 0) for c in counts)
+    if to_recipient >= daily or (per_day is not None and of_kind >= per_day):
+        return False
+    return for_ticket < AUTO_MAILS_PER_TICKET_PER_HOUR  # always 0 without a ticket
+
+
+def log_auto_mail(
+    session: Session, recipients: Sequence[str], kind: str, ticket_id: int | None, now: datetime
+) -> None:
+    """Count one automatic mail of ``kind`` to each of ``recipients`` (written at once)."""
+    session.connection().execute(_INSERT, [
+        {"recipient": recipient, "kind": kind, "ticket_id": ticket_id, "sent_at": now}
+        for recipient in recipients
+    ])

@@ -1,0 +1,206 @@
+"""The customer's side of the pipeline: store their mail on a ticket, then announce it.
+
+A customer's mail opens a ticket (routed, audited), follows up a ticket closed
+long ago, or adds an article to its thread (reopening, or closing on a close
+phrase); colleagues of the same contract in To/Cc are copied from then on.
+Then the customer gets an acknowledgement for a new ticket and the engineers a
+notice. Everything runs in the worker's one transaction, so the ticket and the
+outbox rows that announce it commit together with the spool row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from mailticket.mail.compose import strip_reply_prefixes
+from mailticket.mail.parse import InboundMail
+from mailticket.mail.quotes import strip_reply
+from mailticket.model import ArticleKind, Direction, MailKind, Priority, Status
+from mailticket.outbound import notify, suppression
+from mailticket.policy import kb, routing
+from mailticket.processing import ratings as feedback
+from mailticket.processing.work import Context, Outcome, Work
+from mailticket.store.schema import Ticket
+from mailticket.tickets import service as tickets
+
+# Events after which the engineers hear about the customer's mail.
+_NOTICE_EVENTS = ("new", "reply", "reopened", "closed")
+
+
+def persist(ctx: Context, work: Work) -> Work | Outcome:
+    """Store the customer's mail as a new ticket or an article on its thread."""
+    assert work.mail is not None and work.auth is not None
+    mail, principal = work.mail, work.auth.principal
+    if (rated := feedback.from_reply(ctx, work)) is not None:
+        return rated  # "5" in reply to a rating request rates; it does not reopen
+    ticket, event = work.ticket, ""
+    if ticket is None:
+        contract = ctx.config.contracts.get(principal.contract_id or "")
+        route = routing.decide(ctx.config, contract, sender=principal.address, subject=mail.subject)
+        ticket = tickets.open_ticket(
+            ctx.session,
+            subject=strip_reply_prefixes(mail.subject),
+            contract=contract,
+            requester=principal.address,
+            priority=route.priority,
+            now=ctx.now,
+            assignee=route.assignee,
+            locale=contract.locale if contract else ctx.config.mail.default_locale,
+            line=route.line.value,
+            contract_type=route.contract_type,
+        )
+        tickets.apply_route(ctx.session, ticket, route, principal.address, ctx.now)
+        tickets.audit(ctx.session, ticket.id, principal.address, "opened",
+                      {"spool_id": work.spool_id, "message_id": mail.message_id}, ctx.now)
+        event = "new"
+    elif work.kind == MailKind.NORMAL and _past_reopen_window(ctx, ticket):
+        old = ticket
+        ticket = _follow_up(ctx, old, principal.address, principal.contract_id, mail,
+                            work.spool_id)
+        event = "new"
+    elif work.kind == MailKind.NORMAL:
+        event = "reply"
+        if Status(ticket.status) in (Status.RESOLVED, Status.CLOSED):
+            tickets.change_status(ctx.session, ticket, Status.OPEN, actor=principal.address,
+                                  now=ctx.now)
+            event = "reopened"
+        elif Status(ticket.status) == Status.WAITING:
+            tickets.change_status(ctx.session, ticket, Status.OPEN, actor=principal.address,
+                                  now=ctx.now)
+    else:
+        event = "auto"
+    if work.kind == MailKind.NORMAL:
+        _add_colleagues(ctx, ticket, mail, principal.contract_id)
+    tickets.add_article(
+        ctx.session,
+        ticket,
+        direction=Direction.IN,
+        kind=ArticleKind.CUSTOMER if work.kind == MailKind.NORMAL else ArticleKind.AUTO,
+        from_addr=principal.address,
+        to_addrs=[*mail.to, *mail.cc],
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        message_id=mail.message_id,
+        spool_id=work.spool_id,
+        author=principal.address,
+        defects=mail.defects,
+        attachments=[(a.filename, a.content_type, a.data) for a in mail.attachments],
+        now=ctx.now,
+        # The thread stage found this Message-ID unknown, in this transaction.
+        new_message_id=True,
+    )
+    if work.kind == MailKind.NORMAL and event != "new" and _asks_to_close(ctx, mail):
+        tickets.change_status(ctx.session, ticket, Status.CLOSED, actor=principal.address,
+                              now=ctx.now)
+        event = "closed"
+    return dataclasses.replace(work, ticket=ticket, event=event)
+
+
+def _past_reopen_window(ctx: Context, ticket: Ticket) -> bool:
+    """A reply long after resolution starts a new ticket instead of reopening the old one."""
+    if Status(ticket.status) not in (Status.RESOLVED, Status.CLOSED):
+        return False
+    ended = ticket.closed_at or ticket.resolved_at
+    window = timedelta(days=ctx.config.mail.reopen_window_days)
+    return ended is not None and ctx.now - ended > window
+
+
+def _follow_up(ctx: Context, old: Ticket, requester: str, contract_id: str | None,
+               mail: InboundMail, spool_id: int) -> Ticket:
+    """Open a new ticket for a late reply, linked both ways in the audit log.
+
+    It keeps the old ticket's priority and assignee; its line and contract type
+    are routed as for any new ticket.
+    """
+    contract = ctx.config.contracts.get(contract_id or "")
+    route = routing.decide(ctx.config, contract, sender=requester, subject=mail.subject)
+    ticket = tickets.open_ticket(
+        ctx.session, subject=strip_reply_prefixes(mail.subject) or old.subject, contract=contract,
+        requester=requester, priority=Priority(old.priority), now=ctx.now,
+        assignee=old.assignee, locale=old.locale,
+        line=route.line.value, contract_type=route.contract_type,
+    )
+    prefix = ctx.config.mail.ticket_prefix
+    tickets.audit(ctx.session, ticket.id, requester, "opened",
+                  {"spool_id": spool_id, "follows": f"{prefix}-{old.id}"}, ctx.now)
+    tickets.audit(ctx.session, old.id, requester, "followed_up",
+                  {"by": f"{prefix}-{ticket.id}"}, ctx.now)
+    return ticket
+
+
+def _asks_to_close(ctx: Context, mail: InboundMail) -> bool:
+    """Whether the customer's new text starts with a configured close phrase."""
+    lines = [line.strip() for line in strip_reply(mail.text).splitlines() if line.strip()]
+    if not lines:
+        return False
+    first = lines[0].casefold()
+    return any(first == phrase.casefold() for phrase in ctx.config.mail.close_phrases)
+
+
+def _add_colleagues(ctx: Context, ticket: Ticket, mail: InboundMail,
+                    contract_id: str | None) -> None:
+    """Colleagues of the same contract in To/Cc are copied on the ticket from now on."""
+    if contract_id is None:
+        return
+    contract = ctx.config.contracts.get(contract_id)
+    if contract is None:
+        return
+    ours = {a.lower() for a in ctx.config.mail.support_addresses}
+    for address in (*mail.to, *mail.cc):
+        if address in ours or address == ticket.requester or "+" in address.split("@")[0]:
+            continue
+        domain = address.rpartition("@")[2]
+        if address in contract.contacts or any(
+            domain == d or domain.endswith("." + d) for d in contract.domains
+        ):
+            tickets.add_contact(ticket, address)
+
+
+def announce(ctx: Context, work: Work) -> Work:
+    """Acknowledge new tickets and tell engineers; robots get nothing.
+
+    Suppressed addresses among everyone this mail may reach are looked up once.
+    """
+    assert work.mail is not None and work.ticket is not None
+    mail, ticket = work.mail, work.ticket
+    engineers: list[str] = []
+    if work.event in _NOTICE_EVENTS:
+        engineers = (routing.notice_recipients(ctx.config, ticket.contract_id, ticket.assignee)
+                     or notify.engineers_for(ctx.notifier, ticket))
+    blocked: set[str] | None = None
+    if work.event == "new" or engineers:
+        # Nothing this mail changed is a suppression row: no need to flush first.
+        with ctx.session.no_autoflush:
+            blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
+    if work.event == "new":
+        notify.acknowledge(
+            ctx.session,
+            ctx.notifier,
+            ticket,
+            to=ticket.requester,
+            customer_name=mail.from_name,
+            in_reply_to=mail.message_id,
+            references=mail.references,
+            now=ctx.now,
+            suppressed=blocked,
+        )
+    if work.event in _NOTICE_EVENTS:
+        notify.notify_engineers(
+            ctx.session,
+            ctx.notifier,
+            ticket,
+            event="reply" if work.event == "closed" else work.event,
+            from_addr=mail.from_addr,
+            from_name=mail.from_name,
+            text=mail.text,
+            attachments=[a.filename for a in mail.attachments],
+            now=ctx.now,
+            recipients=engineers,
+            suggestions=(kb.suggest(ctx.config, ticket.subject, mail.text)
+                         if work.event == "new" else ()),
+            suppressed=blocked,
+        )
+    feedback.request_rating(ctx, ticket, work.event)
+    return work

@@ -1,0 +1,193 @@
+"""Customer feedback: ask for a 1-5 rating on resolution, record it, raise the alarm when low.
+
+When an engineer resolves a ticket, the customer gets a short request with a
+1-5 scale. They either reply with a digit (and, if they like, a comment), or
+click a ``mailto:`` link whose address carries a signed token,
+``support+rate-<ticket>-<score>-<mac>@domain``. The MAC (HMAC-SHA256 with
+``mail.reply_token_secret``) binds ticket and score, so nobody can rate a
+ticket by guessing addresses, and a forged token has no effect at all. A rating
+at or below ``feedback.low_rating`` is mailed to the contract's dedicated
+engineer and to the engineers of ``feedback.notify_lines`` (the L3 lead), who
+can reopen the case. A rating reply never reopens a resolved ticket.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+
+from mailticket.log import get as get_logger
+from mailticket.mail.addresses import normalise_address, reply_address, split_address
+from mailticket.mail.quotes import strip_reply
+from mailticket.model import ArticleKind, Direction, MailKind, PrincipalKind, Status
+from mailticket.outbound import caps, notify
+from mailticket.processing.work import Context, Outcome, Work
+from mailticket.store.schema import QueueState, Ticket
+from mailticket.tickets import service as tickets
+
+log = get_logger("feedback")
+
+SCORES = (1, 2, 3, 4, 5)
+_MAC_CHARS = 16
+_TOKEN = re.compile(rf"rate-(\d{{1,12}})-([1-5])-([a-z2-7]{{{_MAC_CHARS}}})")
+_ANY_TOKEN = re.compile(r"rate-")
+# "5", "5.", "5/5", "4 из 5", "3 - so so", "5: спасибо!"; not "1 декабря вернусь".
+_DIGIT_LINE = re.compile(
+    r"^\s*([1-5])\s*(?:(?:/|из|of|out of)\s*5)?\s*[.!)]?\s*(?:[-–—:,]\s*(?P<comment>.*))?$",
+    re.IGNORECASE,
+)
+MAX_COMMENT = 2000
+
+
+def _mac(secret: str, ticket_id: int, score: int) -> str:
+    message = f"rate|v1|{ticket_id}|{score}".encode()
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:_MAC_CHARS]
+
+
+def rating_address(support_address: str, secret: str, ticket_id: int, score: int) -> str:
+    """``support+rate-<ticket>-<score>-<mac>@domain``: mail to it rates the ticket."""
+    token = f"rate-{ticket_id}-{score}-{_mac(secret, ticket_id, score)}"
+    return reply_address(support_address, token)
+
+
+def parse_rating_address(secret: str, address: str) -> tuple[int, int] | str | None:
+    """(ticket, score) for a valid token; "forged" for a rate- token that fails; else None."""
+    local = split_address(normalise_address(address))[0]
+    detail = local.partition("+")[2]
+    if not _ANY_TOKEN.match(detail):
+        return None
+    match = _TOKEN.fullmatch(detail)
+    if match is None:
+        return "forged"
+    ticket_id, score = int(match.group(1)), int(match.group(2))
+    valid = hmac.compare_digest(_mac(secret, ticket_id, score), match.group(3))
+    return (ticket_id, score) if valid else "forged"
+
+
+def parse_rating_reply(text: str) -> tuple[int, str] | None:
+    """(score, comment) when the new text starts with a lone 1-5 digit; else None."""
+    lines = [line.strip() for line in strip_reply(text).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return None
+    match = _DIGIT_LINE.match(lines[0])
+    if match is None:
+        return None
+    comment = "\n".join([match.group("comment") or "", *lines[1:]]).strip()
+    return int(match.group(1)), comment[:MAX_COMMENT]
+
+
+def _outcome(state: str, code: str, ticket_id: int | None = None, detail: str = "") -> Outcome:
+    return Outcome(state, code, ticket_id, detail)
+
+
+def request_rating(ctx: Context, ticket: Ticket | None, event: str) -> None:
+    """After an engineer resolved (or closed) a ticket in this mail, ask the customer to rate it."""
+    if (
+        ticket is None or event != "engineer_reply" or not ctx.config.feedback.enabled
+        or Status(ticket.status) not in (Status.RESOLVED, Status.CLOSED)
+        or ticket.resolved_at != ctx.now or ticket.alert_key is not None
+        or ticket.merged_into is not None or not ticket.contacts
+    ):
+        return
+    to = ticket.contacts[0].address
+    if not caps.auto_mail_allowed(ctx.session, ctx.config.mail, to, "rating_request", ctx.now):
+        return
+    secret, support = ctx.config.mail.reply_token_secret, ctx.notifier.support_address
+    links = [{"score": s, "address": rating_address(support, secret, ticket.id, s)} for s in SCORES]
+    notify.queue_mail(
+        ctx.session, ctx.notifier, kind="rating_request", to=[to], template="rating_request",
+        locale=ticket.locale, now=ctx.now, ticket=ticket,
+        context={"ticket": notify.ticket_context(ctx.notifier, ticket), "links": links},
+    )
+    ticket.rating_requested_at = ctx.now
+    tickets.audit(ctx.session, ticket.id, "mailticket", "rating_requested", {"to": to}, ctx.now)
+
+
+def from_token(ctx: Context, work: Work) -> Outcome | None:
+    """Mail to a ``rate-`` address: a valid token rates, a forged one is refused; else None."""
+    assert work.mail is not None and work.auth is not None
+    mail, principal = work.mail, work.auth.principal
+    secret = ctx.config.mail.reply_token_secret
+    for address in (*work.envelope.rcpt_tos, *mail.to, *mail.cc):
+        parsed = parse_rating_address(secret, address)
+        if parsed is None:
+            continue
+        if isinstance(parsed, str):
+            log.warning("rating token refused", extra={"spool_id": work.spool_id,
+                        "from": principal.address})
+            tickets.audit(ctx.session, None, principal.address or "unknown",
+                          "rating_token_refused", {"spool_id": work.spool_id}, ctx.now)
+            return _outcome(QueueState.REJECTED, "rating_forged", detail=address)
+        ticket_id, score = parsed
+        ticket = tickets.follow_merges(ctx.session, ctx.session.get(Ticket, ticket_id))
+        if ticket is None or principal.kind != PrincipalKind.CUSTOMER or not tickets.sender_belongs(
+            ticket, principal.address, principal.contract_id
+        ):
+            return _outcome(QueueState.REJECTED, "rating_refused", ticket_id, principal.address)
+        comment = strip_reply(mail.text).strip()[:MAX_COMMENT]
+        record(ctx, work, ticket, score, comment, via="link")
+        return _outcome(QueueState.DONE, "rated", ticket.id, str(score))
+    return None
+
+
+def from_reply(ctx: Context, work: Work) -> Outcome | None:
+    """A customer's reply to a resolved ticket that starts with a digit rates it (no reopening)."""
+    assert work.mail is not None and work.auth is not None
+    ticket = work.ticket
+    if (
+        ticket is None or work.kind != MailKind.NORMAL or ticket.rating_requested_at is None
+        or work.auth.principal.kind != PrincipalKind.CUSTOMER
+        or Status(ticket.status) not in (Status.RESOLVED, Status.CLOSED)
+    ):
+        return None
+    parsed = parse_rating_reply(work.mail.text)
+    if parsed is None:
+        return None
+    record(ctx, work, ticket, parsed[0], parsed[1], via="reply")
+    return _outcome(QueueState.DONE, "rated", ticket.id, str(parsed[0]))
+
+
+def record(ctx: Context, work: Work, ticket: Ticket, score: int, comment: str, *, via: str) -> None:
+    """Store the rating and the mail on the ticket; a low one alerts the people responsible."""
+    assert work.mail is not None and work.auth is not None
+    mail, actor = work.mail, work.auth.principal.address
+    ticket.rating, ticket.rating_comment, ticket.rated_at = score, comment or None, ctx.now
+    tickets.add_article(
+        ctx.session, ticket, direction=Direction.IN, kind=ArticleKind.CUSTOMER, from_addr=actor,
+        to_addrs=[*mail.to, *mail.cc], subject=mail.subject, text=mail.text,
+        message_id=mail.message_id, spool_id=work.spool_id, author=actor, now=ctx.now,
+    )
+    tickets.audit(ctx.session, ticket.id, actor, "rated",
+                  {"score": score, "comment": comment, "via": via}, ctx.now)
+    if score <= ctx.config.feedback.low_rating:
+        _alert_low(ctx, ticket, score, comment, actor)
+
+
+def low_rating_recipients(ctx: Context, ticket: Ticket) -> list[str]:
+    """The contract's dedicated engineer (and deputy), then the engineers of the notify lines."""
+    contract = ctx.config.contracts.get(ticket.contract_id or "")
+    people = [contract.dedicated_engineer, contract.deputy_engineer] if contract else []
+    lines = set(ctx.config.feedback.notify_lines)
+    people += [e.address for e in ctx.config.engineers.values() if e.line.value in lines]
+    return list(dict.fromkeys(p for p in people if p))
+
+
+def _alert_low(ctx: Context, ticket: Ticket, score: int, comment: str, actor: str) -> None:
+    from mailticket.mail.addresses import make_reply_token
+
+    for engineer in low_rating_recipients(ctx, ticket):
+        person = ctx.config.engineers.get(engineer)
+        token = make_reply_token(ctx.config.mail.reply_token_secret, ticket.id, engineer,
+                                 ctx.now.date())
+        notify.queue_mail(
+            ctx.session, ctx.notifier, kind="low_rating", to=[engineer], template="low_rating",
+            locale=person.locale if person else ctx.config.mail.default_locale, now=ctx.now,
+            ticket=ticket, reply_to=reply_address(ctx.notifier.support_address, token),
+            context={"ticket": notify.ticket_context(ctx.notifier, ticket), "rating": score,
+                     "comment": comment, "from_addr": actor},
+        )
+    log.info("low rating", extra={"ticket": ticket.id, "score": score})

@@ -1,0 +1,377 @@
+"""Ticket application service: find, open, append, change status, audit.
+
+Everything here runs inside the caller's transaction (the worker's one
+transaction per spool item), so a ticket change, its articles, its audit
+events and the outbox rows that announce it commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, event, insert, select
+from sqlalchemy.orm import Session
+
+from mailticket.model import (
+    ArticleKind,
+    Contract,
+    Direction,
+    Priority,
+    Status,
+    TicketRef,
+    can_transition,
+)
+from mailticket.policy.routing import Route
+from mailticket.store import after_flush
+from mailticket.store.schema import (
+    Article,
+    AttachmentRow,
+    AuditEvent,
+    Blob,
+    MessageIdIndex,
+    Ticket,
+    TicketContact,
+)
+
+# Rows nobody reads back as objects (the Message-ID index, the audit log) are
+# written and read with prebuilt Core statements: no unit of work, no
+# RETURNING of an id, no statement built per call. They reference stored
+# tickets only, so they never wait for a flush.
+_IDS = cast(Table, MessageIdIndex.__table__)
+_KNOWN_ID = select(_IDS.c.message_id).where(_IDS.c.message_id == bindparam("mid"))
+_TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
+    _IDS.c.message_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_ID = insert(_IDS)
+_INSERT_AUDIT = insert(cast(Table, AuditEvent.__table__))
+# Articles added in a session whose Message-ID index row waits for their id.
+_PENDING_IDS = "mailticket.tickets.service.pending_ids"
+# Ids of tickets opened in a session and since untouched by a status change or
+# an engineer's reply: their SLA clock is known without reading anything back.
+_UNTOUCHED = "mailticket.tickets.service.untouched"
+
+
+def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
+    """The public reference (``MT-12``) of a ticket."""
+    return TicketRef(prefix, ticket.id)
+
+
+def parse_ref(text: str, prefix: str) -> int | None:
+    """``MT-12``, ``#MT-12``, ``mt-12`` or ``12`` → 12; anything else → None."""
+    value = text.strip().lstrip("#").upper()
+    head = prefix.upper() + "-"
+    if value.startswith(head):
+        value = value[len(head) :]
+    return int(value) if value.isdigit() else None
+
+
+def _settle(session: Session) -> None:
+    """Write index rows that still wait for their article's id, before reading the index."""
+    if after_flush.waiting(session, _PENDING_IDS):
+        session.flush()
+
+
+def _write_pending_ids(session: Session, _flush_context: object) -> None:
+    """After a flush gave new articles their ids, index their Message-IDs in one statement."""
+    rows = [
+        {"message_id": message_id, "ticket_id": article.ticket_id,
+         "article_id": article.id, "direction": direction.value}
+        for article, (message_id, direction) in after_flush.take_flushed(session, _PENDING_IDS)
+    ]
+    if rows:
+        session.connection().execute(_INSERT_ID, rows)
+
+
+event.listen(Session, "after_flush_postexec", _write_pending_ids)
+
+
+def is_known_message_id(session: Session, message_id: str | None) -> bool:
+    """Whether a Message-ID is already stored (a re-delivery, or To + Cc)."""
+    if not message_id:
+        return False
+    _settle(session)
+    return session.connection().execute(_KNOWN_ID, {"mid": message_id}).first() is not None
+
+
+def known_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str, int]:
+    """The ticket of each of ``message_ids`` that is stored, in one query."""
+    if not message_ids:
+        return {}
+    _settle(session)
+    rows = session.connection().execute(_TICKETS_OF_IDS, {"ids": list(message_ids)}).all()
+    return {mid: ticket_id for mid, ticket_id in rows}
+
+
+def find_by_message_ids(
+    session: Session, message_ids: Sequence[str], known: Mapping[str, int] | None = None
+) -> Ticket | None:
+    """The ticket of the first cited Message-ID we know, following merges.
+
+    ``known``: the caller's :func:`known_message_ids` over at least these ids.
+    """
+    by_id = known_message_ids(session, message_ids) if known is None else known
+    for mid in message_ids:
+        if mid in by_id:
+            return follow_merges(session, session.get(Ticket, by_id[mid]))
+    return None
+
+
+def find_by_numbers(session: Session, numbers: Iterable[int]) -> Ticket | None:
+    """The first existing ticket among subject-tag numbers, following merges."""
+    for number in numbers:
+        ticket = session.get(Ticket, number)
+        if ticket is not None:
+            return follow_merges(session, ticket)
+    return None
+
+
+def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
+    """A merged ticket's mail goes to the ticket it was merged into."""
+    hops = 0
+    while ticket is not None and ticket.merged_into is not None and hops < 10:
+        ticket = session.get(Ticket, ticket.merged_into)
+        hops += 1
+    return ticket
+
+
+def sender_belongs(ticket: Ticket, address: str, contract_id: str | None) -> bool:
+    """Whether a customer may add to this ticket: same contract, or a listed contact."""
+    if contract_id is not None and ticket.contract_id == contract_id:
+        return True
+    return any(c.address == address for c in ticket.contacts)
+
+
+def open_ticket(
+    session: Session,
+    *,
+    subject: str,
+    contract: Contract | None,
+    requester: str,
+    priority: Priority,
+    now: datetime,
+    assignee: str | None = None,
+    locale: str = "ru",
+    line: str = "L1",
+    contract_type: str | None = None,
+) -> Ticket:
+    """Create a ticket (status NEW) with its requester as first contact.
+
+    ``line`` and ``contract_type`` let the router's decision go into the INSERT
+    instead of a second UPDATE (``tickets.apply_route`` still audits it).
+    """
+    ticket = Ticket(
+        subject=subject[:2000] or "(no subject)",
+        status=Status.NEW.value,
+        priority=priority.value,
+        line=line,
+        contract_type=contract_type,
+        contract_id=contract.id if contract else None,
+        requester=requester,
+        assignee=assignee,
+        locale=locale,
+        created_at=now,
+        updated_at=now,
+    )
+    ticket.contacts.append(TicketContact(address=requester, role="requester"))
+    session.add(ticket)
+    session.flush()
+    session.info.setdefault(_UNTOUCHED, set()).add(ticket.id)
+    return ticket
+
+
+def untouched_since_open(session: Session, ticket: Ticket) -> bool:
+    """Whether ``ticket`` was opened in this session and has had no status change or reply.
+
+    Such a ticket has no pauses, no answered customer mail and no SLA events
+    yet, so ``sla_service`` builds its clock from the object alone.
+    """
+    return ticket.id in session.info.get(_UNTOUCHED, ())
+
+
+def _touched(session: Session, ticket: Ticket) -> None:
+    untouched = session.info.get(_UNTOUCHED)
+    if untouched:
+        untouched.discard(ticket.id)
+
+
+def _forget_untouched(session: Session, _previous: object = None) -> None:
+    """A rollback may take opened tickets back: forget them rather than trust stale ids."""
+    session.info.pop(_UNTOUCHED, None)
+
+
+event.listen(Session, "after_soft_rollback", _forget_untouched)
+event.listen(Session, "after_commit", _forget_untouched)
+
+
+def add_contact(ticket: Ticket, address: str, role: str = "cc") -> bool:
+    """Add a customer address that will receive replies; False if already there."""
+    if any(c.address == address for c in ticket.contacts):
+        return False
+    ticket.contacts.append(TicketContact(address=address, role=role))
+    return True
+
+
+def remove_contact(ticket: Ticket, address: str) -> bool:
+    """Stop copying a colleague (never the requester); False if not on the ticket."""
+    for contact in list(ticket.contacts):
+        if contact.address == address and contact.role != "requester":
+            ticket.contacts.remove(contact)
+            return True
+    return False
+
+
+def add_article(
+    session: Session,
+    ticket: Ticket,
+    *,
+    direction: Direction,
+    kind: ArticleKind,
+    from_addr: str,
+    to_addrs: Sequence[str],
+    subject: str,
+    text: str,
+    now: datetime,
+    html: str | None = None,
+    message_id: str | None = None,
+    spool_id: int | None = None,
+    author: str | None = None,
+    evidence: str | None = None,
+    defects: Sequence[str] = (),
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+    new_message_id: bool = False,
+) -> Article:
+    """Append an article, index its Message-ID and store attachments by content hash.
+
+    The article joins ``ticket.articles`` through its ``ticket`` reference, which
+    does not load a collection nobody has read yet (a long thread's texts).
+    ``new_message_id`` says the caller already knows the id is not indexed.
+    The article, and the index row of its Message-ID, are written at the
+    session's next flush; reading the index (:func:`is_known_message_id`,
+    :func:`find_by_message_ids`) flushes first.
+    """
+    rows = [store_attachment(session, name, ctype, data) for name, ctype, data in attachments]
+    article = Article(
+        ticket=ticket,
+        direction=direction.value,
+        kind=kind.value,
+        message_id=message_id,
+        from_addr=from_addr,
+        to_addrs=list(to_addrs),
+        subject=subject,
+        text=text,
+        html=html,
+        spool_id=spool_id,
+        author=author,
+        evidence=evidence,
+        defects=list(defects)[:50],
+        created_at=now,
+        attachments=rows,
+    )
+    if message_id and (new_message_id or not is_known_message_id(session, message_id)):
+        # The index row names the article, which has no id before the next flush;
+        # _write_pending_ids writes it then, so adding an article costs no flush.
+        after_flush.defer(session, _PENDING_IDS, article, message_id, direction)
+    session.add(article)
+    ticket.updated_at = now
+    if kind == ArticleKind.REPLY:
+        _touched(session, ticket)
+    return article
+
+
+def index_message_id(
+    session: Session,
+    message_id: str,
+    ticket_id: int,
+    article_id: int | None,
+    direction: Direction,
+    *,
+    fresh: bool = False,
+) -> None:
+    """Remember a Message-ID for threading; the first ticket to claim an id keeps it.
+
+    ``fresh`` says the id cannot be stored yet (we just made it, or the caller
+    looked), so the lookup is skipped. The row is written at once (``ticket_id``
+    must be a stored ticket).
+    """
+    if fresh or not is_known_message_id(session, message_id):
+        session.connection().execute(_INSERT_ID, {
+            "message_id": message_id, "ticket_id": ticket_id, "article_id": article_id,
+            "direction": direction.value,
+        })
+
+
+def store_attachment(
+    session: Session, filename: str, content_type: str, data: bytes
+) -> AttachmentRow:
+    """Store content once by SHA-256; the display name is only metadata."""
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    if session.get(Blob, digest) is None:
+        session.add(Blob(sha256=digest, data=data))
+    return AttachmentRow(
+        filename=filename[:255], content_type=content_type[:255], size=len(data), sha256=digest
+    )
+
+
+def change_status(
+    session: Session,
+    ticket: Ticket,
+    new: Status,
+    *,
+    actor: str,
+    now: datetime,
+    evidence: str | None = None,
+) -> bool:
+    """Move a ticket along the transition table; False (and no change) if not allowed."""
+    old = Status(ticket.status)
+    if old == new or not can_transition(old, new):
+        return False
+    _touched(session, ticket)
+    ticket.status = new.value
+    ticket.updated_at = now
+    if new == Status.RESOLVED:
+        ticket.resolved_at = now
+    elif new == Status.CLOSED:
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    elif new in (Status.OPEN, Status.WAITING) and old in (Status.RESOLVED, Status.CLOSED):
+        ticket.resolved_at = None
+        ticket.closed_at = None
+    if new == Status.WAITING:
+        ticket.sla_paused_since = now
+    elif old == Status.WAITING:
+        ticket.sla_paused_since = None
+    audit(
+        session, ticket.id, actor, "status", {"from": old.value, "to": new.value}, now, evidence
+    )
+    return True
+
+
+def audit(
+    session: Session,
+    ticket_id: int | None,
+    actor: str,
+    action: str,
+    detail: dict[str, Any],
+    now: datetime,
+    evidence: str | None = None,
+) -> None:
+    """Record who did what, when, and on what evidence (written at once, like a log line)."""
+    session.connection().execute(_INSERT_AUDIT, {
+        "ticket_id": ticket_id, "at": now, "actor": actor, "action": action, "detail": detail,
+        "evidence": evidence,
+    })
+
+
+def apply_route(session: Session, ticket: Ticket, route: Route, actor: str, now: datetime) -> None:
+    """Write the line and contract type on a just-opened ticket and audit the decision."""
+    ticket.line = route.line.value
+    ticket.contract_type = route.contract_type
+    audit(session, ticket.id, actor, "routed", {
+        "line": route.line.value, "assignee": route.assignee, "priority": route.priority.value,
+        "priority_from": route.priority_from, "rule": route.rule,
+        "contract_type": route.contract_type,
+    }, now)

@@ -1,1 +1,0 @@
-"""Transports: how mail enters (LMTP/SMTP, IMAP) and leaves (relay) mailticket."""
