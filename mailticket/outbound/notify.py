@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, event, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -84,15 +84,13 @@ def ticket_context(notifier: Notifier, ticket: Ticket) -> dict[str, Any]:
     }
 
 
-# Outbox rows queued in a session whose VERP envelope sender still needs their id.
-_VERP_PENDING = "mailticket.outbound.notify.verp_pending"
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _SET_ENVELOPE_FROM = (
     update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(envelope_from=bindparam("verp"))
 )
 
 
-def _stamp_verp(session: Session, _flush_context: Any) -> None:
+def _stamp_verp(session: Session, flushed: after_flush.Flushed) -> None:
     """After a flush gave queued outbox rows their ids, give each its VERP envelope sender.
 
     One UPDATE for every row of the flush, written straight away and recorded
@@ -101,17 +99,13 @@ def _stamp_verp(session: Session, _flush_context: Any) -> None:
     """
     stamped = [
         (item, addresses.verp_return_path(support, item.id, secret))
-        for item, (support, secret) in after_flush.take_flushed(session, _VERP_PENDING)
+        for item, (support, secret) in flushed
     ]
-    if stamped:
-        session.connection().execute(
-            _SET_ENVELOPE_FROM, [{"row_id": item.id, "verp": verp} for item, verp in stamped]
-        )
-        for item, verp in stamped:
-            set_committed_value(item, "envelope_from", verp)
-
-
-event.listen(Session, "after_flush_postexec", _stamp_verp)
+    session.connection().execute(
+        _SET_ENVELOPE_FROM, [{"row_id": item.id, "verp": verp} for item, verp in stamped]
+    )
+    for item, verp in stamped:
+        set_committed_value(item, "envelope_from", verp)
 
 
 def queue_mail(
@@ -202,7 +196,7 @@ def queue_mail(
     # VERP: the envelope sender names this row, so a bounce finds it without
     # trusting anything in the bounce body. The row has no id until the next
     # flush, which writes it (see _stamp_verp); no flush per mail here.
-    after_flush.defer(session, _VERP_PENDING, item, notifier.support_address,
+    after_flush.defer(session, _stamp_verp, item, notifier.support_address,
                       notifier.config.mail.reply_token_secret)
     if ticket is not None:
         index_message_id(session, message_id, ticket.id, None, Direction.OUT, fresh=True)

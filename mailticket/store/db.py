@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket.errors import StoreError
+from mailticket.store import after_flush
 
 SQLITE_PRAGMAS = (
     "journal_mode=WAL",
@@ -65,8 +66,18 @@ def make_engine(url: str) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """A session factory whose objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+    """A factory of :class:`UnitOfWork` sessions whose objects stay readable after commit.
+
+    The deferred-write and scratch-state hooks are registered on this factory
+    only, so sessions made any other way carry none of them.
+    """
+    factory: sessionmaker[Session] = sessionmaker(
+        engine, class_=after_flush.UnitOfWork, expire_on_commit=False
+    )
+    event.listen(factory, "after_flush_postexec", after_flush.run_deferred)
+    event.listen(factory, "after_commit", after_flush.forget)
+    event.listen(factory, "after_soft_rollback", after_flush.forget)
+    return factory
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, event, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from mailticket.model import (
@@ -46,11 +46,6 @@ _TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
 )
 _INSERT_ID = insert(_IDS)
 _INSERT_AUDIT = insert(cast(Table, AuditEvent.__table__))
-# Articles added in a session whose Message-ID index row waits for their id.
-_PENDING_IDS = "mailticket.tickets.service.pending_ids"
-# Ids of tickets opened in a session and since untouched by a status change or
-# an engineer's reply: their SLA clock is known without reading anything back.
-_UNTOUCHED = "mailticket.tickets.service.untouched"
 
 
 def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
@@ -69,22 +64,18 @@ def parse_ref(text: str, prefix: str) -> int | None:
 
 def _settle(session: Session) -> None:
     """Write index rows that still wait for their article's id, before reading the index."""
-    if after_flush.waiting(session, _PENDING_IDS):
+    if after_flush.waiting(session, _write_pending_ids):
         session.flush()
 
 
-def _write_pending_ids(session: Session, _flush_context: object) -> None:
+def _write_pending_ids(session: Session, flushed: after_flush.Flushed) -> None:
     """After a flush gave new articles their ids, index their Message-IDs in one statement."""
     rows = [
         {"message_id": message_id, "ticket_id": article.ticket_id,
          "article_id": article.id, "direction": direction.value}
-        for article, (message_id, direction) in after_flush.take_flushed(session, _PENDING_IDS)
+        for article, (message_id, direction) in flushed
     ]
-    if rows:
-        session.connection().execute(_INSERT_ID, rows)
-
-
-event.listen(Session, "after_flush_postexec", _write_pending_ids)
+    session.connection().execute(_INSERT_ID, rows)
 
 
 def is_known_message_id(session: Session, message_id: str | None) -> bool:
@@ -177,7 +168,9 @@ def open_ticket(
     ticket.contacts.append(TicketContact(address=requester, role="requester"))
     session.add(ticket)
     session.flush()
-    session.info.setdefault(_UNTOUCHED, set()).add(ticket.id)
+    # Untouched by a status change or an engineer's reply since: its SLA clock
+    # is known without reading anything back (see untouched_since_open).
+    after_flush.unit_of_work(session).fresh_ids.add(ticket.id)
     return ticket
 
 
@@ -187,22 +180,11 @@ def untouched_since_open(session: Session, ticket: Ticket) -> bool:
     Such a ticket has no pauses, no answered customer mail and no SLA events
     yet, so ``sla_service`` builds its clock from the object alone.
     """
-    return ticket.id in session.info.get(_UNTOUCHED, ())
+    return ticket.id in after_flush.unit_of_work(session).fresh_ids
 
 
 def _touched(session: Session, ticket: Ticket) -> None:
-    untouched = session.info.get(_UNTOUCHED)
-    if untouched:
-        untouched.discard(ticket.id)
-
-
-def _forget_untouched(session: Session, _previous: object = None) -> None:
-    """A rollback may take opened tickets back: forget them rather than trust stale ids."""
-    session.info.pop(_UNTOUCHED, None)
-
-
-event.listen(Session, "after_soft_rollback", _forget_untouched)
-event.listen(Session, "after_commit", _forget_untouched)
+    after_flush.unit_of_work(session).fresh_ids.discard(ticket.id)
 
 
 def add_contact(ticket: Ticket, address: str, role: str = "cc") -> bool:
@@ -272,7 +254,7 @@ def add_article(
     if message_id and (new_message_id or not is_known_message_id(session, message_id)):
         # The index row names the article, which has no id before the next flush;
         # _write_pending_ids writes it then, so adding an article costs no flush.
-        after_flush.defer(session, _PENDING_IDS, article, message_id, direction)
+        after_flush.defer(session, _write_pending_ids, article, message_id, direction)
     session.add(article)
     ticket.updated_at = now
     if kind == ArticleKind.REPLY:
