@@ -23,10 +23,9 @@ import common  # noqa: F401 - puts the repo on sys.path
 from common import SUPPORT, bench_config, load_corpus, proc_status_kb
 from sqlalchemy import func, select
 
+from mailticket.app import assemble
 from mailticket.config import ListenerConfig
 from mailticket.intake.listener import start_listener
-from mailticket.outbound.notify import Notifier
-from mailticket.outbound.render import Renderer
 from mailticket.runners.worker import SpoolWorker
 from mailticket.store.db import make_engine, make_sessionmaker
 from mailticket.store.schema import SpoolItem
@@ -43,8 +42,7 @@ def drain(url: str, tmp: str, domains: str, deadline_s: str, profile: str | None
     """Run one SpoolWorker until the spool has nothing due or the deadline passes."""
     config = bench_config(Path(tmp), url, domains.split(","))
     engine = make_engine(url)
-    factory = make_sessionmaker(engine)
-    worker = SpoolWorker(factory, config, Notifier(config, Renderer(config.templates_dir)))
+    worker = SpoolWorker(assemble(config, engine))
     rss_before = proc_status_kb("VmRSS")
     _go()
     profiler = None

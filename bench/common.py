@@ -22,6 +22,11 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 SHARED = REPO.parent / "shared"
+# The peer systems and the bare floor (Roundup, django-helpdesk, stdlib + SQLite)
+# live beside the repo; without them the benchmarks run and the peers are skipped.
+PEERS = SHARED / "bench"
+PEERS_MISSING = "peers skipped: ../shared/bench not found"
+GENERATOR = BENCH / "gen_corpus.py"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -51,12 +56,21 @@ class Mail:
     kind: str = "new"  # the corpus index's kind: new, reply, reply-changed-subject
 
 
+def peers_available() -> bool:
+    """Whether ../shared/bench (peers.sh, the floor, their corpus generator) is beside the repo."""
+    return PEERS.is_dir()
+
+
 def corpus_dir(root: Path, count: int) -> Path:
-    """Generate (once per run directory) the shared deterministic corpus of ``count`` mails."""
+    """Generate (once per run directory) the deterministic corpus of ``count`` mails.
+
+    The generator is the repo's own (bench/gen_corpus.py), so no benchmark of
+    mailticket itself needs anything beside the repo.
+    """
     out = root / f"corpus-{count}"
     if not (out / "manifest.json").is_file():
         subprocess.run(
-            [sys.executable, str(SHARED / "bench" / "gen_corpus.py"), str(out), "-n", str(count)],
+            [sys.executable, str(GENERATOR), str(out), "-n", str(count)],
             check=True,
             stdout=subprocess.DEVNULL,
         )

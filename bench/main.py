@@ -9,7 +9,8 @@ Environment knobs (defaults in brackets):
   BENCH_RSS_MAILS [10000]       queued mails for the worker RSS figure
   BENCH_RSS_SECONDS [20]        time limit for draining them
   BENCH_SLA_MAX [1000000]       largest ticket count for the SLA scan
-  BENCH_PEERS [1]               0 skips ../shared/bench/peers.sh
+  BENCH_PEERS [1]               0 skips ../shared/bench/peers.sh (skipped anyway, with a
+                                "peers skipped" line, when ../shared/bench is not beside the repo)
   MAILTICKET_PG_URL             admin URL of the PostgreSQL server (a database is
                                 created and dropped for each measurement)
 """
@@ -99,6 +100,10 @@ def main(argv: list[str]) -> int:
     n = _env("BENCH_N", 500)
     if os.environ.get("BENCH_PEERS", "1") == "0" and "peers" in chosen:
         chosen.remove("peers")
+    if "peers" in chosen and not common.peers_available():
+        # The peers and the floor are not part of the repo; everything else runs.
+        print(common.PEERS_MISSING, flush=True)
+        chosen.remove("peers")
     tmp = Path(tempfile.mkdtemp(prefix="mailticket-bench-"))
     res = Results()
     figures: dict[str, dict[str, float]] = {}
@@ -113,7 +118,7 @@ def main(argv: list[str]) -> int:
         mails = load_corpus(corpus)
         domains = sender_domains(mails)
         manifest = json.loads((corpus / "manifest.json").read_text())
-        print(f"corpus: {n} mails from {common.SHARED / 'bench' / 'gen_corpus.py'}: "
+        print(f"corpus: {n} mails from {common.GENERATOR}: "
               f"{manifest['new']} new, {manifest['replies']} replies, {manifest['non_ascii']} "
               f"non-ASCII, shapes {manifest['shapes']}, senders in {len(domains)} domains",
               flush=True)
@@ -123,7 +128,12 @@ def main(argv: list[str]) -> int:
                 res, database, tmp, mails, domains, float(_env("BENCH_PIPELINE_SECONDS", 25)))
             watch.lap("pipeline")
         if "peers" in chosen:
-            print(f"\n(e) peers: bash {common.SHARED / 'bench' / 'peers.sh'} {n}", flush=True)
+            print(f"\n(e) peers: bash {common.PEERS / 'peers.sh'} {n}", flush=True)
+            differs = peers.corpus_difference(corpus, tmp, n)
+            print(f"  peers' corpus: same {n} mails as ours" if differs is None else
+                  f"  WARNING: {common.PEERS / 'gen_corpus.py'} no longer writes our corpus "
+                  f"(first difference: {differs}); the ratios compare different mail",
+                  flush=True)
             figures["peers"] = peers.run(res, n)
             for key in ("sqlite-1", "postgresql-2"):
                 if key in figures.get("pipeline", {}):

@@ -1,5 +1,10 @@
 """(e) The peer systems on the same corpus, via ../shared/bench/peers.sh, read back as figures.
 
+The peers live beside the repo, not in it: main.py runs this section only when
+../shared/bench is there. peers.sh generates its corpus with its own copy of
+gen_corpus.py, so before the peers run their corpus is compared with ours byte
+for byte; a difference is printed, because ratios over different mail mean little.
+
 peers.sh prints one line per system:
 ``<name> <N> msgs <seconds> s <msg/s> msg/s tickets=<T> followups=<F>``.
 The floor is ``python-parse+sqlalchemy-sqlite-wal-syncfull`` (stdlib parse
@@ -11,11 +16,24 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
-from common import SHARED, Results
+from common import PEERS, Results
 
 LINE = re.compile(r"^(?P<name>\S+) (?P<n>\d+) msgs (?P<s>[\d.]+) s (?P<rate>[\d.]+) msg/s(?P<rest>.*)")
 FLOOR = "python-parse+sqlalchemy-sqlite-wal-syncfull"
+
+
+def corpus_difference(ours: Path, tmp: Path, count: int) -> str | None:
+    """The first file where the peers' generator writes other bytes than ours, or None."""
+    theirs = tmp / f"peer-corpus-{count}"
+    subprocess.run([sys.executable, str(PEERS / "gen_corpus.py"), str(theirs), "-n", str(count)],
+                   check=True, stdout=subprocess.DEVNULL)
+    names = sorted(p.name for p in ours.iterdir())
+    if names != sorted(p.name for p in theirs.iterdir()):
+        return "the file lists differ"
+    return next((n for n in names if (ours / n).read_bytes() != (theirs / n).read_bytes()), None)
 
 
 def run(res: Results, count: int) -> dict[str, float]:
@@ -28,7 +46,7 @@ def run(res: Results, count: int) -> dict[str, float]:
     # A peer that takes longer than this stops and reports the rate so far.
     env.setdefault("TIME_LIMIT", "120")
     proc = subprocess.Popen(
-        ["bash", str(SHARED / "bench" / "peers.sh"), str(count)],
+        ["bash", str(PEERS / "peers.sh"), str(count)],
         stdout=subprocess.PIPE, text=True, env=env,
     )
     assert proc.stdout is not None

@@ -5,7 +5,8 @@ issue-9 ratio (one SQLite worker / the bare floor of
 ``../shared/bench/baseline_python.py sqlite --sync FULL``) on the same corpus,
 alternating the two ``--rounds`` times so machine load hits both alike, then
 optionally runs one more pipeline pass under cProfile and prints the top
-functions.
+functions. Without ../shared/bench the floor is skipped (a line says so) and
+only our own rate is measured.
 
     .venv/bin/python bench/profile_pipeline.py [-n 300] [--rounds 2] [--profile] [--top 30] [--save FILE] [--cpu]
 """
@@ -28,11 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import throughput
 from common import (
-    SHARED,
+    PEERS,
+    PEERS_MISSING,
     bench_config,
     corpus_dir,
     database,
     load_corpus,
+    peers_available,
     sender_domains,
 )
 
@@ -40,7 +43,7 @@ from common import (
 def floor_rate(corpus: Path, tmp: Path) -> float:
     """msg/s of the bare floor (stdlib parse + one durable SQLite insert per message)."""
     out = subprocess.run(
-        [sys.executable, str(SHARED / "bench" / "baseline_python.py"), str(corpus), "sqlite",
+        [sys.executable, str(PEERS / "baseline_python.py"), str(corpus), "sqlite",
          "--sync", "FULL", "--db-dir", str(tmp)],
         check=True, capture_output=True, text=True,
     ).stdout.split()
@@ -62,13 +65,12 @@ def cpu_per_message(corpus: Path, tmp: Path, mails: list, domains: list[str]) ->
     The floor is ``baseline_python.run_sqlite`` itself; ours is a ``SpoolWorker``
     draining the spooled corpus. Only the loops are timed (``time.process_time``).
     """
-    sys.path.insert(0, str(SHARED / "bench"))
+    sys.path.insert(0, str(PEERS))
     import baseline_python
 
-    from mailticket.outbound.notify import Notifier
-    from mailticket.outbound.render import Renderer
+    from mailticket.app import assemble
     from mailticket.runners.worker import SpoolWorker
-    from mailticket.store.db import make_engine, make_sessionmaker
+    from mailticket.store.db import make_engine
 
     files = sorted(corpus.glob("*.eml"))
     folder = Path(tempfile.mkdtemp(dir=tmp))
@@ -80,8 +82,7 @@ def cpu_per_message(corpus: Path, tmp: Path, mails: list, domains: list[str]) ->
         throughput.spool_all(url, mails)
         config = bench_config(tmp, url, domains)
         engine = make_engine(url)
-        worker = SpoolWorker(make_sessionmaker(engine), config,
-                             Notifier(config, Renderer(config.templates_dir)))
+        worker = SpoolWorker(assemble(config, engine))
         started = time.process_time()
         count = worker.drain()
         ours = (time.process_time() - started) / max(count, 1) * 1000
@@ -106,22 +107,33 @@ def main() -> int:
         mails = load_corpus(corpus)
         domains = sender_domains(mails)
         print(f"{args.n} mails, load average {os.getloadavg()[0]:.2f}", flush=True)
-        floors, ours = [], []
+        has_floor = peers_available()
+        if not has_floor:
+            print(f"{PEERS_MISSING} (the floor is one of them): our rate only", flush=True)
+        floors: list[float] = []
+        ours: list[float] = []
         for i in range(args.rounds):
-            floors.append(floor_rate(corpus, tmp))
+            if has_floor:
+                floors.append(floor_rate(corpus, tmp))
             out = ours_rate(tmp, mails, domains)
             ours.append(out["rate"])
-            print(f"  round {i + 1}: floor {floors[-1]:.1f} msg/s, ours {ours[-1]:.1f} msg/s "
-                  f"({ours[-1] / floors[-1]:.2f}x) stored={out['stored']} "
+            against = (f"floor {floors[-1]:.1f} msg/s, ours {ours[-1]:.1f} msg/s "
+                       f"({ours[-1] / floors[-1]:.2f}x)" if has_floor
+                       else f"ours {ours[-1]:.1f} msg/s")
+            print(f"  round {i + 1}: {against} stored={out['stored']} "
                   f"errors={out['failed']}", flush=True)
-            if args.cpu:
+            if args.cpu and has_floor:
                 floor_cpu, ours_cpu = cpu_per_message(corpus, tmp, mails, domains)
                 print(f"           cpu: floor {floor_cpu:.2f} ms/msg, ours {ours_cpu:.2f} ms/msg "
                       f"({floor_cpu / ours_cpu:.2f}x)", flush=True)
         if args.rounds:
-            f, o = statistics.median(floors), statistics.median(ours)
-            print(f"median: floor {f:.1f} msg/s, ours {o:.1f} msg/s, ratio {o / f:.2f}x "
-                  f"(target >= 0.50); load average {os.getloadavg()[0]:.2f}")
+            o = statistics.median(ours)
+            if has_floor:
+                f = statistics.median(floors)
+                print(f"median: floor {f:.1f} msg/s, ours {o:.1f} msg/s, ratio {o / f:.2f}x "
+                      f"(target >= 0.50); load average {os.getloadavg()[0]:.2f}")
+            else:
+                print(f"median: ours {o:.1f} msg/s; load average {os.getloadavg()[0]:.2f}")
         if args.profile:
             path = tmp / "pipeline.prof"
             out = ours_rate(tmp, mails, domains, path)

@@ -15,48 +15,42 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
 from mailticket import log as logsetup
-from mailticket.config import Config
-from mailticket.errors import MailticketError, SchemaError
+from mailticket.app import App, assemble
+from mailticket.config import Config, load
+from mailticket.errors import ConfigError, MailticketError, SchemaError
+from mailticket.intake.imap import start_pollers
+from mailticket.intake.listener import start_listener
+from mailticket.intake.submission import EngineerAuthenticator
 from mailticket.metrics import Metrics, start_metrics_server
-from mailticket.outbound.notify import Notifier
-from mailticket.outbound.render import Renderer
+from mailticket.runners import gates
+from mailticket.runners.outbox import OutboxDrainer, relay_tls_context
 from mailticket.runners.scheduler import Scheduler
 from mailticket.runners.worker import SpoolWorker
 from mailticket.store import migrate
-from mailticket.store.db import is_sqlite, make_engine, make_sessionmaker
+from mailticket.store.db import is_sqlite, make_engine
 
 log = logsetup.get("daemon")
 
 
-@dataclass
-class App:
-    """Everything the running parts share, built once (no globals)."""
-
-    config: Config
-    engine: Engine
-    factory: sessionmaker[Session]
-    notifier: Notifier
-    metrics: Metrics
-
-
 def build_app(config: Config, *, create_empty_schema: bool = True) -> App:
-    """Open the database and check its schema; an empty database is initialised."""
+    """Open the database and check its schema (an empty one is initialised); build the App."""
     engine = make_engine(config.database.url)
     current = migrate.current_revision(engine)
     if current is None and create_empty_schema:
         log.info("empty database: creating the schema", extra={"url": _safe_url(config)})
         migrate.upgrade(engine)
     migrate.require_current(engine)
-    notifier = Notifier(config, Renderer(config.templates_dir))
-    return App(config, engine, make_sessionmaker(engine), notifier, Metrics())
+    app = assemble(config, engine, Metrics())
+    for problem in app.knowledge.problems:
+        log.warning("knowledge base article skipped", extra={"problem": problem})
+    for warning in config.warnings:
+        log.warning("config warning", extra={"warning": str(warning)})
+    return app
 
 
 def _safe_url(config: Config) -> str:
@@ -113,13 +107,11 @@ def sd_notify(message: str) -> None:
 
 async def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT."""
-    from mailticket.intake.imap import start_pollers
-    from mailticket.intake.listener import start_listener
-    from mailticket.intake.submission import EngineerAuthenticator
-    from mailticket.runners.outbox import OutboxDrainer, relay_tls_context
 
     lock = InstanceLock(config)
     lock.acquire()
+    # Crash tests only: hold the runners at named points (a no-op unless the variable is set).
+    gate = gates.from_environ(os.environ)
     app = build_app(config)
     if not is_sqlite(app.engine):
         log.info("PostgreSQL backend: several instances may share this database")
@@ -128,7 +120,7 @@ async def serve(config: Config) -> None:
     stop_threads = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_async.set)
-    reloader = Reloader(config)
+    reloader = Reloader(app)
     loop.add_signal_handler(signal.SIGHUP, reloader.request)
 
     # A bad relay.ca_file stops the start before any listener accepts mail.
@@ -158,8 +150,7 @@ async def serve(config: Config) -> None:
                                             "port": metrics_server.port})
     threads: list[threading.Thread] = []
     workers = [
-        SpoolWorker(app.factory, config, app.notifier, name=f"worker-{i + 1}",
-                    metrics=app.metrics)
+        SpoolWorker(app, name=f"worker-{i + 1}", gate=gate)
         for i in range(config.daemon.workers)
     ]
     for worker in workers:
@@ -173,6 +164,7 @@ async def serve(config: Config) -> None:
         # over a killed one's outbox rows in minutes, not hours.
         lease_seconds=max(config.worker.lease_seconds, 4 * config.relay.timeout),
         metrics=app.metrics,
+        gate=gate,
     )
     threads.append(threading.Thread(target=drainer.run, args=(stop_threads,), name="relay"))
     for thread in threads:
@@ -182,7 +174,7 @@ async def serve(config: Config) -> None:
     reloader.attach(workers)
     watchdog = Watchdog(workers, config)
     # SLA scan (at once, to catch up after downtime, then every minute), reports, housekeeping.
-    scheduler = Scheduler(app.factory, config, app.notifier)
+    scheduler = Scheduler(app)
     scheduler.start()
     reloader.scheduler = scheduler
     sd_notify("READY=1\nSTATUS=accepting mail")
@@ -213,13 +205,16 @@ async def serve(config: Config) -> None:
 class Reloader:
     """SIGHUP: re-read the config; a bad one is refused and the running one kept.
 
-    Contracts, engineers, SLA plans, mail settings and templates take effect for
-    the next message; listeners, the database and IMAP accounts need a restart
-    (logged), because changing them under open connections would drop mail.
+    Contracts, engineers, SLA plans, mail settings, templates and the knowledge
+    base take effect for the next message: a new immutable :class:`App` is built
+    and handed to each worker and the scheduler by one reference assignment, so a
+    message in hand finishes with the App it started with. Listeners, the
+    database and IMAP accounts need a restart (logged), because changing them
+    under open connections would drop mail.
     """
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, app: App) -> None:
+        self.app = app
         self.pending = False
         self.workers: list[SpoolWorker] = []
         self.scheduler: Scheduler | None = None
@@ -231,31 +226,30 @@ class Reloader:
         self.pending = True
 
     def reload(self) -> bool:
-        from mailticket.config import load
-        from mailticket.errors import ConfigError
-
         self.pending = False
         sd_notify("RELOADING=1")
+        old = self.app.config
         try:
-            new = load(self.config.path)
+            new = load(old.path)
         except ConfigError as exc:
             log.error("reload refused: the config has problems; keeping the running config",
-                      extra={"problems": str(exc), "file": str(self.config.path)})
+                      extra={"problems": str(exc), "file": str(old.path)})
             sd_notify("READY=1\nSTATUS=reload refused: config has problems")
             return False
-        notifier = Notifier(new, Renderer(new.templates_dir))
+        app = self.app.reloaded(new)
         for worker in self.workers:
-            worker.config, worker.notifier = new, notifier
+            worker.app = app
         if self.scheduler is not None:
-            self.scheduler.reconfigure(new, notifier)
+            self.scheduler.app = app
+        self.app = app
         needs_restart = [name for name in ("listeners", "database", "imap", "relay", "daemon")
-                         if getattr(new, name) != getattr(self.config, name)]
+                         if getattr(new, name) != getattr(old, name)]
         if needs_restart:
             log.warning("reloaded; these sections change only after a restart",
                         extra={"sections": ",".join(needs_restart)})
-        self.config = new
         log.info("configuration reloaded", extra={"contracts": len(new.contracts),
-                                                  "engineers": len(new.engineers)})
+                                                  "engineers": len(new.engineers),
+                                                  "kb_articles": len(app.knowledge.articles)})
         sd_notify("READY=1\nSTATUS=accepting mail")
         return True
 
@@ -273,8 +267,6 @@ class Watchdog:
         self.last = 0.0
 
     def beat(self) -> None:
-        import time
-
         now = time.monotonic()
         if now - self.last < self.interval:
             return

@@ -7,9 +7,11 @@ mistake in a field name is a type error, not a silent ``None`` at 3 a.m.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from functools import lru_cache
 
 # Time is passed in, never read deep inside: components take a ``clock`` (this
 # type) whose default is :func:`utc_now`, and tests pass their own.
@@ -28,6 +30,31 @@ class Priority(enum.StrEnum):
     MAJOR = "major"
     MINOR = "minor"
     TECHNICAL = "technical"
+
+
+class PriorityChangeRule(enum.StrEnum):
+    """How a plan applies new targets when a ticket's priority changes (``sla_plans.X.priority_change``).
+
+    ``from_start``: the new targets count from the ticket's start (time already
+    spent counts against them; Zammad's and Znuny's rule). ``from_change``: the
+    new targets count from the change onward. Either way a warning, breach or
+    page already recorded stays recorded.
+    """
+
+    FROM_START = "from_start"
+    FROM_CHANGE = "from_change"
+
+
+class PauseRule(enum.StrEnum):
+    """What pauses the SLA timers (``sla_plans.X.pause_on``).
+
+    ``question``: only status ``waiting`` set by a reply that reaches the
+    customer, so an internal status change cannot stop the clock. ``status``:
+    any change to ``waiting``, internal or not.
+    """
+
+    QUESTION = "question"
+    STATUS = "status"
 
 
 class Status(enum.StrEnum):
@@ -138,7 +165,14 @@ class Interval:
 
 @dataclass(frozen=True)
 class Calendar:
-    """Working hours of a plan: time zone, weekly intervals, holidays and extra working days."""
+    """Working hours of a plan: time zone, weekly intervals, holidays and extra working days.
+
+    A date's hours, most specific first: ``days`` (per-date hours, an empty tuple
+    is a day off), ``extra_working_days``, ``holidays``, the production calendar
+    of ``country`` (any year, looked up on demand by ``sla.business_hours``),
+    then ``week``. An ``always_open`` calendar counts every minute; its
+    ``timezone`` only picks how times are shown.
+    """
 
     id: str
     timezone: str
@@ -150,6 +184,15 @@ class Calendar:
     extra_working_days: frozenset[date] = frozenset()
     extra_day_hours: tuple[Interval, ...] = ()
     always_open: bool = False
+    # ISO 3166-1 code whose national holidays and moved days apply, e.g. "RU".
+    country: str | None = None
+    # Shortened pre-holiday days and contract exceptions; treat as read-only.
+    days: Mapping[date, tuple[Interval, ...]] = field(default_factory=dict, hash=False)
+    # business_hours' table of each year's dates that differ from ``week``, built on
+    # first use; a cache, not part of the value.
+    year_memo: dict[int, Mapping[date, tuple[Interval, ...]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
 
 @dataclass(frozen=True)
@@ -164,12 +207,14 @@ class PriorityTargets:
 
 @dataclass(frozen=True)
 class SlaPlan:
-    """A set of per-priority targets sold with a contract."""
+    """A set of per-priority targets sold with a contract, and the rules that apply them."""
 
     id: str
     name: str
     targets: dict[Priority, PriorityTargets]
     warn_ratio: float = 0.75
+    priority_change: PriorityChangeRule = PriorityChangeRule.FROM_START
+    pause_on: PauseRule = PauseRule.QUESTION
 
 
 @dataclass(frozen=True)
@@ -236,9 +281,28 @@ class Contract:
     monitoring: tuple[MonitoringSource, ...] = ()
 
 
+# A ticket number as people write it: leading zeros forgiven, at most 9 digits
+# (a larger one is no ticket of ours and would overflow an INTEGER column).
+_REF_NUMBER = r"0*([0-9]{1,9})"
+# A reference typed by hand: "MT-12", "#MT-12", "[#mt-12]", "(MT - 12)", "12". The
+# prefix is what config allows for ``mail.ticket_prefix``.
+_REF = re.compile(
+    rf"[\[(]?\s*#?\s*(?:([A-Za-z][A-Za-z0-9]{{0,9}})\s*-\s*)?{_REF_NUMBER}\s*[\])]?"
+)
+
+
+@lru_cache(maxsize=16)
+def _tag_pattern(prefix: str) -> re.Pattern[str]:
+    # Accept "[#MT-12]", "[MT-12]", "[# MT-12]" and "(#MT-12)": Outlook and some
+    # mobile clients rewrite brackets, and people retype the tag by hand.
+    return re.compile(
+        rf"[\[(]\s*#?\s*{re.escape(prefix)}\s*-\s*{_REF_NUMBER}\s*[\])]", re.IGNORECASE
+    )
+
+
 @dataclass(frozen=True)
 class TicketRef:
-    """A ticket's public reference such as ``MT-1042``."""
+    """A ticket's public reference such as ``MT-1042``: the only place it is formatted or read."""
 
     prefix: str
     number: int
@@ -250,6 +314,35 @@ class TicketRef:
     def tag(self) -> str:
         """The subject tag that threads replies: ``[#MT-1042]``."""
         return f"[#{self}]"
+
+    @classmethod
+    def parse(cls, text: str, prefix: str | None = None) -> TicketRef | None:
+        """A reference typed by a person (CLI argument, ``#merge``), or None.
+
+        With ``prefix`` (the configured one) the text may carry it in any case or
+        leave it out (``12``); another prefix is no reference of ours. Without it
+        (syntax checks that do not know the config) a prefix is required and kept,
+        upper-cased.
+        """
+        match = _REF.fullmatch(text.strip())
+        if match is None:
+            return None
+        given, number = match.group(1), int(match.group(2))
+        if prefix is None:
+            return cls(given.upper(), number) if given else None
+        if given is not None and given.upper() != prefix.upper():
+            return None
+        return cls(prefix, number)
+
+    @classmethod
+    def in_subject(cls, subject: str, prefix: str) -> tuple[TicketRef, ...]:
+        """The tags with our prefix in a subject, in order of appearance, without repeats."""
+        found: list[TicketRef] = []
+        for match in _tag_pattern(prefix).finditer(subject):
+            ref = cls(prefix, int(match.group(1)))
+            if ref not in found:
+                found.append(ref)
+        return tuple(found)
 
 
 @dataclass(frozen=True)

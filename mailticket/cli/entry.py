@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from mailticket import config as config_mod
+from mailticket.cli import calendar as cli_calendar
 from mailticket.cli import common
 from mailticket.cli import sla as cli_sla
 from mailticket.cli import suppression as cli_suppression
 from mailticket.errors import MailticketError, NotFound
+from mailticket.model import TicketRef
 from mailticket.policy import kb as kb_mod
 from mailticket.store import migrate, workqueue
 from mailticket.store.db import make_engine, transaction
@@ -45,10 +47,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(config_mod.format_problems(problems), file=sys.stderr)
         print(f"{len(problems)} problem(s) in {args.config}", file=sys.stderr)
         return 2
+    cfg = common.load_config(args)
+    for warning in cfg.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.connect:
         from mailticket.intake.imap import check_login
 
-        cfg = common.load_config(args)
         failed = 0
         for account in cfg.imap:
             error = check_login(account)
@@ -71,7 +75,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def _ticket_json(ticket: Ticket, prefix: str, events: Sequence[AuditEvent] = ()) -> dict[str, Any]:
     return {
-        "ref": f"{prefix}-{ticket.id}",
+        "ref": str(TicketRef(prefix, ticket.id)),
         "subject": ticket.subject,
         "status": ticket.status,
         "priority": ticket.priority,
@@ -126,19 +130,17 @@ def cmd_tickets_list(args: argparse.Namespace) -> int:
             print(json.dumps(data, ensure_ascii=False, indent=2))
             return 0
         for t in rows:
-            print(f"{prefix}-{t.id}\t{t.status}\t{t.priority}\t{t.contract_id or '-'}\t"
+            print(f"{TicketRef(prefix, t.id)}\t{t.status}\t{t.priority}\t{t.contract_id or '-'}\t"
                   f"{t.requester}\t{t.subject}")
         print(f"{len(rows)} ticket(s)", file=sys.stderr)
     return 0
 
 
 def cmd_tickets_show(args: argparse.Namespace) -> int:
-    from mailticket.tickets.service import parse_ref
-
     cfg = common.load_config(args)
-    number = parse_ref(args.ref, cfg.mail.ticket_prefix)
+    ref = TicketRef.parse(args.ref, cfg.mail.ticket_prefix)
     with transaction(common.session_factory(cfg)) as session:
-        ticket = session.get(Ticket, number) if number is not None else None
+        ticket = session.get(Ticket, ref.number) if ref is not None else None
         if ticket is None:
             raise NotFound(f"no ticket {args.ref}")
         events = session.scalars(
@@ -215,7 +217,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     cfg = common.load_config(args)
     app = build_app(cfg, create_empty_schema=False)
-    count = SpoolWorker(app.factory, cfg, app.notifier).drain()
+    count = SpoolWorker(app).drain()
     sent = OutboxDrainer(app.factory, cfg.relay).drain_once() if args.send else 0
     print(f"processed {count} spooled message(s), sent {sent}")
     return 0
@@ -271,6 +273,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = common.load_config(args)
     status = collect_status(common.session_factory(config), common.utc_now(), tuple(a.name for a in config.imap))
+    status["warnings"] = [str(warning) for warning in config.warnings]
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
     else:
@@ -384,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=lambda a, m=model: _queue_change(a, m, drop=True))
     cli_suppression.register(sub)
     cli_sla.register(sub)
+    cli_calendar.register(sub)
     return parser
 
 

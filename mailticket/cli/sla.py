@@ -4,7 +4,8 @@
 them (plan, calendar, the intervals counted, pauses, every event sent), so an
 engineer can answer "why did I get this reminder?" without reading code.
 ``report monthly`` builds a contract's month by hand: mailed through the outbox
-like the scheduled run, or written as HTML + PNG + CSV with ``--out DIR``.
+like the scheduled run, or written as HTML + PNGs + CSV with ``--out DIR``;
+``--internal`` gives the provider's variant (to ``mail.admin_addresses``).
 ``oncall`` prints who is paged now and in the coming weeks. Kept apart from
 ``cli.py`` so that the main command table stays small; ``register`` adds the
 sub-commands there.
@@ -18,11 +19,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailticket.cli import common
+from mailticket.cli import incident as cli_incident
 from mailticket.errors import MailticketError, NotFound
+from mailticket.model import TicketRef
 from mailticket.policy import oncall
 from mailticket.store.db import transaction
 from mailticket.store.schema import Ticket
-from mailticket.tickets.service import parse_ref
 
 
 def cmd_sla_show(args: argparse.Namespace) -> int:
@@ -30,12 +32,12 @@ def cmd_sla_show(args: argparse.Namespace) -> int:
     from mailticket.tickets import sla_stamp as sla_service
 
     cfg = common.load_config(args)
-    number = parse_ref(args.ref, cfg.mail.ticket_prefix)
+    ref = TicketRef.parse(args.ref, cfg.mail.ticket_prefix)
     with transaction(common.session_factory(cfg)) as session:
-        ticket = session.get(Ticket, number) if number is not None else None
+        ticket = session.get(Ticket, ref.number) if ref is not None else None
         if ticket is None:
             raise NotFound(f"no ticket {args.ref}")
-        print(f"{cfg.mail.ticket_prefix}-{ticket.id}  {ticket.subject}")
+        print(f"{ref}  {ticket.subject}")
         for line in sla_service.explain_ticket(session, cfg, ticket, common.utc_now()):
             print(line)
     return 0
@@ -52,12 +54,15 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
     cfg = common.load_config(args)
     notifier = Notifier(cfg, Renderer(cfg.templates_dir))
     with transaction(common.session_factory(cfg)) as session:
+        # A month that has ended is closed by its first build; later builds read the close.
         report = reports.build(session, cfg, args.contract, args.month, common.utc_now())
         if args.out:
-            for path in report_delivery.write_files(notifier, report, Path(args.out)):
+            for path in report_delivery.write_files(notifier, report, Path(args.out),
+                                                    internal=args.internal):
                 print(path)
             return 0
-        item = report_delivery.queue(session, notifier, report, common.utc_now())
+        item = report_delivery.queue(session, notifier, report, common.utc_now(),
+                                     internal=args.internal)
     if item is None:
         raise MailticketError(f"the report of {args.contract} has no recipients")
     print(f"monthly report {args.contract} {args.month}: queued for {', '.join(item.rcpt_tos)}")
@@ -90,11 +95,15 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_sla_show)
 
     rp = sub.add_parser("report", help="reports").add_subparsers(dest="r_cmd", required=True)
+    cli_incident.register(rp)
     p = rp.add_parser("monthly", help="a contract's monthly report (mailed, or files with --out)")
     p.add_argument("-c", "--config", default=argparse.SUPPRESS)
     p.add_argument("--contract", required=True, help="contract id")
     p.add_argument("--month", required=True, help="YYYY-MM")
     p.add_argument("--out", help="write HTML, PNG and CSV into this directory instead of mailing")
+    p.add_argument("--internal", action="store_true",
+                   help="the provider's variant (routing rules, breach reasons, calendar ids), "
+                        "mailed to mail.admin_addresses")
     p.set_defaults(func=cmd_report_monthly)
 
     p = sub.add_parser("oncall", help="who is on call now and in the coming weeks")

@@ -6,7 +6,9 @@ spool and the outbox, the oldest waiting item, quarantined mail, outbox
 failures of the last 24 hours with their last errors, when mail was last
 processed and sent, and the last poll of each IMAP account (written by the
 pollers into ``imap_poll_state``). :func:`collect_status` returns plain JSON-ready data
-(``--json`` prints it as is); :func:`format_status` renders it for people.
+(``--json`` prints it as is); :func:`format_status` renders it for people. The
+command adds the config's warnings (``Config.warnings``, such as a national
+calendar without this or next year's decree) under ``warnings``, shown first.
 """
 
 from __future__ import annotations
@@ -185,7 +187,9 @@ def _one_line(text: str | None, width: int = 100) -> str:
 
 def format_status(status: Status) -> str:
     """A short human report of :func:`collect_status`'s dict, one fact per line."""
-    lines = [f"mailticket status at {status['generated_at']}", ""]
+    lines = [f"mailticket status at {status['generated_at']}"]
+    lines.extend(f"warning: {warning}" for warning in status.get("warnings", ()))
+    lines.append("")
     lines.append(f"{'queue':<8}" + "".join(f"{s:>13}" for s in ALL_STATES))
     for queue in ("spool", "outbox"):
         counts = status[queue]

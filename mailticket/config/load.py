@@ -18,8 +18,8 @@ from mailticket.errors import ConfigError, ConfigProblem
 def load(path: Path | str, *, today: date | None = None) -> Config:
     """Read and validate the config file; raise ``ConfigError`` listing every problem.
 
-    :param today: picks the years whose national holidays are merged into
-        calendars with ``country``; the caller passes it so tests are stable.
+    :param today: picks the years whose national decrees must be known, else
+        ``Config.warnings`` says so; the caller passes it so tests are stable.
     """
     config, problems = _validate(Path(path), today or date.today())
     if problems or config is None:

@@ -13,6 +13,7 @@ from datetime import date, time
 from pathlib import Path
 
 from mailticket.config.locate import format_key
+from mailticket.errors import ConfigProblem
 from mailticket.model import Calendar, Contract, Engineer, SlaPlan
 
 __all__ = [
@@ -251,6 +252,9 @@ class Config:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     oncall: OncallConfig = field(default_factory=OncallConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    # Not errors: the config loads, but something will go wrong later (a national
+    # calendar without this or next year's decree); check-config and status show them.
+    warnings: tuple[ConfigProblem, ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -259,9 +263,6 @@ class Config:
 
 LOCALES = ("ru", "en")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-# National calendars are merged for this many years around today, so a daemon
-# that runs across New Year still knows next year's moved days off.
-YEARS_BEFORE, YEARS_AFTER = 1, 5
 
 
 _DURATION = re.compile(r"(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?")

@@ -1,18 +1,21 @@
 """Validate business calendars and SLA plans, the config sections the SLA clock runs on.
 
-A calendar is merged here with its country's production calendar (moved days
-off and worked Saturdays), so ``sla`` and ``business_hours`` get plain
-:class:`~mailticket.model.Calendar` values and never read holiday data.
+A calendar names its country here; ``sla.business_hours`` looks the national
+production calendar (moved days off and worked Saturdays) up for whichever year
+it needs, so no fixed window of years is merged at load time. This module also
+warns when the installed ``holidays`` package lacks a decree the clock will need.
 """
 
 from __future__ import annotations
 
 import difflib
+import enum
 import itertools
 import re
 import zoneinfo
+from collections.abc import Mapping
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 
 from mailticket.config.locate import Key
 from mailticket.config.read import (
@@ -27,7 +30,15 @@ from mailticket.config.read import (
     unknown_reference,
 )
 from mailticket.config.settings import WEEKDAYS, OncallConfig, ReportsConfig, parse_duration
-from mailticket.model import Calendar, Interval, Priority, PriorityTargets, SlaPlan
+from mailticket.model import (
+    Calendar,
+    Interval,
+    PauseRule,
+    Priority,
+    PriorityChangeRule,
+    PriorityTargets,
+    SlaPlan,
+)
 from mailticket.sla import production_calendar
 
 _CALENDAR_KEYS = (
@@ -38,11 +49,16 @@ _CALENDAR_KEYS = (
     "extra_day_hours",
     "always_open",
     "country",
+    "days",
 )
+# Decrees of next year's moved days are signed in August–October. Warning about a
+# missing one earlier would warn most of the year about what nobody can fix yet;
+# from October on there is still time to upgrade before deadlines cross New Year.
+NEXT_YEAR_DECREE_MONTH = 10
 _INTERVAL = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
 
 
-def read_calendars(p: Problems, table: dict[str, Any], years: range) -> dict[str, Calendar]:
+def read_calendars(p: Problems, table: dict[str, Any]) -> dict[str, Calendar]:
     """``[calendars.ID]`` tables."""
     out: dict[str, Calendar] = {}
     for cid, raw in table.items():
@@ -52,16 +68,36 @@ def read_calendars(p: Problems, table: dict[str, Any], years: range) -> dict[str
             continue
         if not ID.fullmatch(cid):
             p.add(path, f"calendar id {ID_REASON}")
-        calendar = _read_calendar(p, cid, body, path, years)
+        calendar = _read_calendar(p, cid, body, path)
         if calendar is not None:
             out[cid] = calendar
     return out
 
 
-def _read_calendar(
-    p: Problems, cid: str, table: dict[str, Any], path: Key, years: range
-) -> Calendar | None:
-    """One calendar, merged with its national production calendar."""
+def calendar_warnings(w: Problems, calendars: Mapping[str, Calendar], today: date) -> None:
+    """Warn about each calendar whose national calendar lacks a decree deadlines will need.
+
+    This year's decree is always needed; next year's from ``NEXT_YEAR_DECREE_MONTH``
+    on. Which countries need one and whether the installed ``holidays`` package
+    has it is :func:`~mailticket.sla.production_calendar.decree_missing`'s call.
+    """
+    years = [today.year] + ([today.year + 1] if today.month >= NEXT_YEAR_DECREE_MONTH else [])
+    for cid, calendar in calendars.items():
+        if calendar.country is None:
+            continue
+        missing = [y for y in years if production_calendar.decree_missing(calendar.country, y)]
+        if missing:
+            w.add(
+                ("calendars", cid, "country"),
+                f"holidays {production_calendar.package_version()} has no {calendar.country} "
+                f"decree of moved days off for {', '.join(map(str, missing))}: weekend holidays "
+                "are not moved and no Saturday is worked; upgrade the holidays package (or "
+                f"list that year's days in holidays, extra_working_days or [calendars.{cid}.days])",
+            )
+
+
+def _read_calendar(p: Problems, cid: str, table: dict[str, Any], path: Key) -> Calendar | None:
+    """One calendar; its national production calendar is looked up per year when used."""
     before = len(p.items)
     check_keys(p, table, path, _CALENDAR_KEYS)
     always_open: bool = get_value(p, table, path, "always_open", bool, False)
@@ -78,39 +114,45 @@ def _read_calendar(
     own_worked = _dates(p, table.get("extra_working_days", []), (*path, "extra_working_days"))
     for day in sorted(own_off & own_worked):
         p.add((*path, "extra_working_days"), f"{day} is also listed in holidays")
-    national_off: frozenset[date] = frozenset()
-    national_worked: frozenset[date] = frozenset()
+    dated = _dated_hours(p, table.get("days", {}), (*path, "days"))
+    for day, (_, key) in sorted(dated.items()):
+        for name, listed in (("holidays", own_off), ("extra_working_days", own_worked)):
+            if day in listed:
+                p.add((*path, "days", key), f"{day} is also listed in {name}; give it in one place")
     country: str | None = get_value(p, table, path, "country", str)
     if country is not None:
-        if production_calendar.is_supported(country.upper()):
-            national_off, national_worked = production_calendar.national_days(
-                country.upper(), years
-            )
-        else:
+        country = country.strip().upper()
+        if not production_calendar.is_supported(country):
             p.add(
                 (*path, "country"),
                 f"no national calendar for country {country!r}; use a code such as RU",
             )
     if always_open and any(week):
         p.add((*path, "always_open"), "cannot be combined with weekly hours (mon…sun)")
+    if always_open:
+        for key in ("country", "holidays", "extra_working_days", "extra_day_hours", "days"):
+            if table.get(key):
+                p.add((*path, key), "cannot be combined with always_open: every minute counts")
     if not always_open and not any(week):
         p.add(path, "no working hours: give intervals for mon…sun or set always_open = true")
-    # The admin's own lists win over the national calendar in both directions.
-    worked = (national_worked - own_off) | own_worked
     if own_worked and not always_open and not extra_hours and not week[0]:
         p.add(
             (*path, "extra_day_hours"), "required for extra_working_days because mon has no hours"
         )
     if len(p.items) > before:
         return None
+    # The admin's own lists win over the national calendar in both directions;
+    # business_hours applies them in that order.
     return Calendar(
         id=cid,
         timezone=timezone,
         week=week,
-        holidays=(national_off - own_worked) | own_off,
-        extra_working_days=worked,
+        holidays=own_off,
+        extra_working_days=own_worked,
         extra_day_hours=extra_hours,
         always_open=always_open,
+        country=country,
+        days={day: hours for day, (hours, _) in dated.items()},
     )
 
 
@@ -166,6 +208,30 @@ def _intervals(p: Problems, raw: object, path: Key) -> tuple[Interval, ...]:
     return tuple(Interval(start, end) for start, end, _ in found)
 
 
+def _dated_hours(
+    p: Problems, raw: object, path: Key
+) -> dict[date, tuple[tuple[Interval, ...], str]]:
+    """``[calendars.ID.days]``: ``"2026-04-30" = ["08:00-19:00"]``; ``[]`` is a day off.
+
+    Each date maps to its hours and the key as written, so a later problem can name it.
+    """
+    if not isinstance(raw, dict):
+        example = '{ "2026-04-30" = ["08:00-19:00"] }'
+        p.add(path, f"expected a table like {example}, got {describe(raw)}")
+        return {}
+    out: dict[date, tuple[tuple[Interval, ...], str]] = {}
+    for key, value in raw.items():
+        day = _as_date(key)
+        if day is None:
+            p.add((*path, key), f"expected a date like 2026-04-30 as the key, got {key!r}")
+            continue
+        if day in out:
+            p.add((*path, key), f"{day} is given twice (also as {out[day][1]!r})")
+            continue
+        out[day] = (_intervals(p, value, (*path, key)), key)
+    return out
+
+
 def _dates(p: Problems, raw: object, path: Key) -> frozenset[date]:
     if not isinstance(raw, list):
         p.add(path, f"expected a list of dates like [2025-12-31], got {describe(raw)}")
@@ -194,7 +260,8 @@ def _as_date(item: object) -> date | None:
     return None
 
 
-_PLAN_KEYS = ("name", "warn_ratio", "calendar", *(priority.value for priority in Priority))
+_PLAN_KEYS = ("name", "warn_ratio", "calendar", "priority_change", "pause_on",
+              *(priority.value for priority in Priority))
 _TARGET_KEYS = ("first_response", "resolution", "next_response", "calendar")
 _DURATION_HINT = "expected a duration like 30m, 4h, 2d"
 
@@ -231,9 +298,30 @@ def read_plans(p: Problems, table: dict[str, Any], calendar_ids: set[str]) -> di
             target = sub and _read_target(p, sub, sub_path, default, calendar_ids)
             if target:
                 targets[priority] = target
+        change = _choice(p, body, path, "priority_change", PriorityChangeRule)
+        pause_on = _choice(p, body, path, "pause_on", PauseRule)
         if len(p.items) == before:
-            out[pid] = SlaPlan(id=pid, name=name, targets=targets, warn_ratio=warn_ratio)
+            out[pid] = SlaPlan(id=pid, name=name, targets=targets, warn_ratio=warn_ratio,
+                               priority_change=change or PriorityChangeRule.FROM_START,
+                               pause_on=pause_on or PauseRule.QUESTION)
     return out
+
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+
+
+def _choice(
+    p: Problems, table: dict[str, Any], path: Key, key: str, kind: type[_E]
+) -> _E | None:
+    """An optional key whose value is one of ``kind``'s values; None when absent or wrong."""
+    value: str | None = get_value(p, table, path, key, str)
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        p.add((*path, key), f"must be one of {', '.join(repr(str(m)) for m in kind)}, not {value!r}")
+        return None
 
 
 def _read_target(

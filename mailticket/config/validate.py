@@ -39,8 +39,6 @@ from mailticket.config.read import (
 )
 from mailticket.config.settings import (
     LOCALES,
-    YEARS_AFTER,
-    YEARS_BEFORE,
     Config,
     DaemonConfig,
     DatabaseConfig,
@@ -50,7 +48,13 @@ from mailticket.config.settings import (
     RelayConfig,
     WorkerConfig,
 )
-from mailticket.config.sla import read_calendars, read_oncall, read_plans, read_reports
+from mailticket.config.sla import (
+    calendar_warnings,
+    read_calendars,
+    read_oncall,
+    read_plans,
+    read_reports,
+)
 from mailticket.errors import ConfigProblem
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -98,14 +102,16 @@ def validate_file(path: Path, today: date) -> tuple[Config | None, list[ConfigPr
         reason = str(exc)[: match.start()] + f" (column {match.group(2)})" if match else str(exc)
         return None, [ConfigProblem(file, line, "", f"invalid TOML: {reason}")]
     p = Problems(file, Locator(text))
-    years = range(today.year - YEARS_BEFORE, today.year + YEARS_AFTER + 1)
-    config = _read_config(p, data, path.absolute(), years)
+    config = _read_config(p, data, path.absolute(), today)
     problems = sorted(p.items, key=lambda problem: problem.line)
     return (None if problems else config), problems
 
 
-def _read_config(p: Problems, data: dict[str, Any], path: Path, years: range) -> Config:
-    """Validate every section; cross-references use ids even from invalid entries."""
+def _read_config(p: Problems, data: dict[str, Any], path: Path, today: date) -> Config:
+    """Validate every section; cross-references use ids even from invalid entries.
+
+    ``today`` picks the years whose national decrees must be known (warnings only).
+    """
     check_keys(p, data, (), _SECTIONS)
     base = path.parent
     tables = {
@@ -116,7 +122,9 @@ def _read_config(p: Problems, data: dict[str, Any], path: Path, years: range) ->
     daemon, templates_dir = _read_daemon(p, tables["daemon"], base)
     mail = _read_mail(p, tables["mail"])
     listeners = _read_listeners(p, data.get("listeners"), base)
-    calendars = read_calendars(p, tables["calendars"], years)
+    calendars = read_calendars(p, tables["calendars"])
+    warnings = Problems(p.file, p.locator)
+    calendar_warnings(warnings, calendars, today)
     plans = read_plans(p, tables["sla_plans"], set(tables["calendars"]))
     engineers, engineer_ids = read_engineers(p, data.get("engineers"), mail)
     contract_types = read_contract_types(p, tables["contract_types"], set(tables["sla_plans"]))
@@ -152,6 +160,7 @@ def _read_config(p: Problems, data: dict[str, Any], path: Path, years: range) ->
         feedback=read_feedback(p, tables["feedback"]),
         oncall=read_oncall(p, tables["oncall"], engineer_ids),
         reports=read_reports(p, tables["reports"]),
+        warnings=tuple(sorted(warnings.items, key=lambda problem: problem.line)),
     )
 
 

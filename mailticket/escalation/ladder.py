@@ -73,14 +73,21 @@ def outbox_kind(kind: EventKind, role: str) -> str:
 
 
 def send(
-    session: Session, notifier: Notifier, ticket: Ticket, event: SlaEventDue, now: datetime
+    session: Session, notifier: Notifier, ticket: Ticket, event: SlaEventDue, now: datetime,
+    *, changed_at: datetime | None = None, people: list[Recipient] | None = None,
 ) -> list[OutboxItem]:
-    """Queue the mails of one new SLA event; returns the outbox rows written."""
+    """Queue the mails of one new SLA event; returns the outbox rows written.
+
+    :param changed_at: for a retroactive breach, the priority change that put its
+        deadline in the past; the notice says so instead of pretending it was late.
+    :param people: the recipients, when the caller already asked :func:`recipients`
+        (the scan records them with the event).
+    """
     config = notifier.config
     template = "sla_warning" if event.kind is EventKind.WARNING else "sla_breach"
     deadline = event.due_at or event.deadline
     items: list[OutboxItem] = []
-    people = recipients(notifier, ticket, event.kind, now)
+    people = recipients(notifier, ticket, event.kind, now) if people is None else people
     # One suppression query per event, not one (and an autoflush) per mail.
     blocked = suppression.suppressed_among(session, [r.address for r in people])
     for recipient in people:
@@ -100,6 +107,7 @@ def send(
                 "timer": str(event.timer),
                 "deadline": deadline,
                 "recipient_role": recipient.role,
+                "changed_at": changed_at if event.retroactive else None,
             },
             now=now,
             ticket=ticket,

@@ -8,10 +8,11 @@ start-up, so a daemon that was down catches up:
    with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so that several instances
    share the work instead of queueing behind each other;
 2. evaluate each one (:mod:`mailticket.tickets.sla_stamp`);
-3. insert every due event into ``sla_events`` inside a savepoint; the unique
-   key ``(ticket, timer, kind, deadline)`` turns a second insert (another
-   instance, a re-run after a crash) into an ``IntegrityError`` and the event
-   is skipped: one mail per event, never two, never none;
+3. append every due event to the SLA record (:mod:`mailticket.tickets.sla_record`)
+   inside a savepoint; the unique key ``(ticket, timer, kind, deadline)`` turns
+   a second insert (another instance, a re-run after a crash) into an
+   ``IntegrityError`` and the event is skipped: one mail per event, never two,
+   never none;
 4. queue the mails of each new event (:mod:`mailticket.escalation.ladder`);
 5. stamp the next checkpoint.
 
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket.escalation import ladder as escalation
@@ -37,7 +37,8 @@ from mailticket.outbound.notify import Notifier
 from mailticket.sla.business_hours import is_working_time, next_working_time
 from mailticket.sla.clock import SlaEventDue
 from mailticket.store.db import transaction
-from mailticket.store.schema import SlaEvent, Ticket
+from mailticket.store.schema import Ticket
+from mailticket.tickets import sla_record
 from mailticket.tickets import sla_stamp as sla_service
 
 log = get_logger("sla")
@@ -66,28 +67,31 @@ def may_send(ticket: Ticket, calendar: Calendar | None, event: SlaEventDue, now:
     return now - event.deadline <= GRACE or is_working_time(calendar, now)
 
 
-def record(session: Session, ticket_id: int, event: SlaEventDue, now: datetime) -> bool:
-    """Insert the event's unique row; False if someone recorded it first."""
-    try:
-        with session.begin_nested():
-            session.add(
-                SlaEvent(
-                    ticket_id=ticket_id,
-                    timer=str(event.timer),
-                    kind=str(event.kind),
-                    deadline=event.deadline,
-                    created_at=now,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+def record(
+    session: Session, ticket_id: int, event: SlaEventDue, now: datetime,
+    entry: sla_record.Entry | None = None,
+) -> bool:
+    """Append the event to the SLA record; False if someone recorded it first."""
+    entry = entry or sla_record.Entry(timer=str(event.timer), kind=str(event.kind),
+                                      deadline=event.deadline, due_at=event.due_at)
+    return sla_record.append(session, ticket_id, entry, now)
+
+
+def retroactive_reason(ticket: Ticket, event: SlaEventDue, since: datetime | None) -> str:
+    """Why a breach is reported late: the priority change that put its deadline in the past."""
+    when = since.isoformat(timespec="minutes") if since else "?"
+    return (f"priority changed to {ticket.priority} at {when}; under its targets the "
+            f"{event.timer} deadline passed at {event.deadline.isoformat(timespec='minutes')}")
 
 
 def check_ticket(
     session: Session, notifier: Notifier, ticket: Ticket, now: datetime, result: ScanResult
 ) -> None:
-    """Evaluate one due ticket, send its new events and stamp its next checkpoint."""
+    """Evaluate one due ticket, record and send its new events, stamp its next checkpoint.
+
+    Breaches that a retroactive priority change put in the past are all recorded,
+    but only the first is mailed, saying why: one notice, not a burst.
+    """
     config = notifier.config
     found = sla_service.evaluate_ticket(session, config, ticket, now)
     if found is None:
@@ -96,20 +100,35 @@ def check_ticket(
     sla, status = found
     sent = sla_service.sent_keys(session, ticket.id)
     waiting: list[SlaEventDue] = []
+    retro_mailed = False
     for event in status.events_due:
         if event.key in sent:
             continue
         if not may_send(ticket, sla.calendar, event, now):
             waiting.append(event)
             continue
-        if not record(session, ticket.id, event, now):
+        reason = retroactive_reason(ticket, event, sla.clock.priority_since) \
+            if event.retroactive else ""
+        notify_now = not (event.retroactive and retro_mailed)
+        timer = status.timers.get(event.timer)
+        people = escalation.recipients(notifier, ticket, event.kind, now) if notify_now else []
+        entry = sla_record.threshold_entry(
+            sla.clock, sla.plan, event, timer.deadline if timer else None,
+            reason=reason, notified=notify_now,
+            recipients=tuple(f"{p.address} ({p.role})" for p in people))
+        if not record(session, ticket.id, event, now, entry):
             result.duplicates += 1
             continue
         sent.add(event.key)
         result.events += 1
-        result.mails += len(escalation.send(session, notifier, ticket, event, now))
+        if notify_now:
+            retro_mailed = retro_mailed or event.retroactive
+            result.mails += len(escalation.send(session, notifier, ticket, event, now,
+                                                changed_at=sla.clock.priority_since,
+                                                people=people))
         log.info("sla event", extra={"ticket": ticket.id, "timer": str(event.timer),
-                                     "kind": str(event.kind), "deadline": event.deadline})
+                                     "kind": str(event.kind), "deadline": event.deadline,
+                                     "retroactive": event.retroactive, "mailed": notify_now})
     sla_service.stamp(ticket, status, sent)
     if waiting and sla.calendar is not None:
         result.deferred += len(waiting)

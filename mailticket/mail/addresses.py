@@ -1,8 +1,9 @@
-"""Our address grammar: support addresses, plus-addressed reply tokens, VERP return paths.
+"""Our address grammar: support addresses, plus-addressed signed tokens, VERP return paths.
 
 Encode and decode only; nothing here touches the database.
 
-Two kinds of ``+detail`` ride on a support address (SECURITY.md R1.1, R3.4):
+Three kinds of ``+detail`` ride on a support address (SECURITY.md R1.1, R3.4),
+all signed by the one scheme in :mod:`mailticket.mail.signed`:
 
 * a **reply token** ``support+r<key>-<ticket>-<day>-<mac>@domain`` in the
   ``Reply-To`` of every notice to an engineer. The ticket id, the issue day
@@ -10,35 +11,25 @@ Two kinds of ``+detail`` ride on a support address (SECURITY.md R1.1, R3.4):
   because a notice could be forwarded and the address should not leak who got
   it. The MAC binds all of them, so the verifier must be told which engineer to
   check (the ``From:`` of the reply) and a token is worthless to anyone else;
+* a **rating link** ``support+rate-<ticket>-<score>-<mac>@domain`` in the
+  ``mailto:`` links of a rating request, so nobody rates by guessing addresses;
 * a **VERP tag** ``support+b-<outbox id>-<mac>@domain`` as the envelope sender of
   each outgoing mail, so a bounce names the outbox row it belongs to and a
   forged bounce with a wrong MAC is ignored.
-
-Both are lower-case base32 (MTAs and clients fold case) and are compared with
-:func:`hmac.compare_digest`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from mailticket.mail import signed
+
 # RFC 5321 §4.5.3.1.1: a local part is at most 64 octets.
 MAX_LOCAL_PART = 64
-# 130 bits of HMAC-SHA256 (26 base32 characters) for reply tokens: at least 128 bits.
-_REPLY_MAC_CHARS = 26
-# VERP tags only tie a bounce to an outbox row; 80 bits is plenty and keeps them short.
-_VERP_MAC_CHARS = 16
 _EPOCH = date(1970, 1, 1)
-
-_REPLY_RE = re.compile(rf"r(\d{{1,3}})-(\d{{1,12}})-(\d{{1,6}})-([a-z2-7]{{{_REPLY_MAC_CHARS}}})")
-_VERP_RE = re.compile(rf"b-(\d{{1,18}})-([a-z2-7]{{{_VERP_MAC_CHARS}}})")
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -98,11 +89,6 @@ def _detail(address: str) -> str | None:
     return local.split("+", 1)[1].lower()
 
 
-def _mac(secret: str, message: str, chars: int) -> str:
-    digest = hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:chars]
-
-
 def _with_detail(support_address: str, detail: str) -> str:
     """``support@d`` + detail → ``support+detail@d``; refuses a local part over 64 octets."""
     local, domain = split_address(support_address)
@@ -146,11 +132,6 @@ class TokenCheck:
     ticket_id: int | None = None
 
 
-def _reply_message(key_id: int, ticket_id: int, engineer: str, issued_day: int) -> str:
-    # The key id is bound too, so that no clear field of a token can be changed.
-    return f"reply|v1|{ticket_id}|{normalise_address(engineer)}|{issued_day}|{key_id}"
-
-
 def _secret_for(secret: str | Mapping[int, str], key_id: int) -> str | None:
     # A plain string verifies every key id; a mapping (key rotation) picks by id.
     if isinstance(secret, str):
@@ -165,8 +146,9 @@ def make_reply_token(
     if ticket_id < 0 or not 0 <= key_id <= 999:
         raise ValueError("ticket_id must be ≥ 0 and key_id in 0..999")
     day = (issued - _EPOCH).days
-    mac = _mac(secret, _reply_message(key_id, ticket_id, engineer, day), _REPLY_MAC_CHARS)
-    return f"r{key_id}-{ticket_id}-{day}-{mac}"
+    return signed.sign(
+        signed.REPLY, (key_id, ticket_id, day), secret, bound=normalise_address(engineer)
+    )
 
 
 def reply_address(support_address: str, token: str) -> str:
@@ -176,11 +158,11 @@ def reply_address(support_address: str, token: str) -> str:
 
 def decode_reply_token(detail: str) -> ReplyToken | None:
     """The clear fields of a token (the ``+detail`` or the token itself), or None if not one."""
-    match = _REPLY_RE.fullmatch(detail.strip().lower())
-    if match is None:
+    token = signed.decode(signed.REPLY, detail)
+    if token is None:
         return None
-    key_id, ticket_id, day, mac = match.groups()
-    return ReplyToken(int(key_id), int(ticket_id), int(day), mac)
+    key_id, ticket_id, day = token.fields
+    return ReplyToken(key_id, ticket_id, day, token.mac)
 
 
 def verify_reply_token(
@@ -195,27 +177,23 @@ def verify_reply_token(
     ``secret`` is one secret, or key id → secret while keys are rotated.
     """
     detail = _detail(address)
-    token = decode_reply_token(detail) if detail is not None else None
+    token = signed.decode(signed.REPLY, detail) if detail is not None else None
     if token is None:
         return TokenCheck(TokenStatus.MALFORMED)
-    key = _secret_for(secret, token.key_id)
+    key_id, ticket_id, issued_day = token.fields
+    key = _secret_for(secret, key_id)
     if key is None:
         return TokenCheck(TokenStatus.UNKNOWN_KEY)
-    expected = _mac(
-        key,
-        _reply_message(token.key_id, token.ticket_id, engineer, token.issued_day),
-        _REPLY_MAC_CHARS,
-    )
-    if not hmac.compare_digest(expected, token.mac):
+    if not signed.mac_matches(signed.REPLY, token, key, bound=normalise_address(engineer)):
         return TokenCheck(TokenStatus.BAD_MAC)
     # Age is checked only after the MAC, so a tampered day cannot probe anything.
-    age = (today - _EPOCH).days - token.issued_day
+    age = (today - _EPOCH).days - issued_day
     if age > max_age_days:
-        return TokenCheck(TokenStatus.EXPIRED, token.ticket_id)
+        return TokenCheck(TokenStatus.EXPIRED, ticket_id)
     # One day of slack for clocks and time zones around midnight.
     if age < -1:
-        return TokenCheck(TokenStatus.FROM_FUTURE, token.ticket_id)
-    return TokenCheck(TokenStatus.VALID, token.ticket_id)
+        return TokenCheck(TokenStatus.FROM_FUTURE, ticket_id)
+    return TokenCheck(TokenStatus.VALID, ticket_id)
 
 
 def parse_reply_token(
@@ -239,6 +217,26 @@ def find_token_address(addresses: Iterable[str]) -> str | None:
     return None
 
 
+# --- rating links ----------------------------------------------------------------------
+
+
+def rating_address(support_address: str, secret: str, ticket_id: int, score: int) -> str:
+    """``support+rate-<ticket>-<score>-<mac>@domain``: mail to it rates the ticket."""
+    return _with_detail(support_address, signed.sign(signed.RATE, (ticket_id, score), secret))
+
+
+def parse_rating_address(secret: str, address: str) -> tuple[int, int] | str | None:
+    """(ticket, score) for a valid token; "forged" for a rate- token that fails; else None."""
+    detail = _detail(address)
+    if detail is None or not detail.startswith(signed.RATE.tag):
+        return None
+    fields = signed.verify(signed.RATE, detail, secret)
+    if fields is None:
+        return "forged"
+    ticket_id, score = fields
+    return ticket_id, score
+
+
 # --- VERP -------------------------------------------------------------------------------
 
 
@@ -246,16 +244,11 @@ def verp_return_path(support_address: str, outbox_id: int, secret: str) -> str:
     """The envelope sender for outbox row ``outbox_id``: ``support+b-<id>-<mac>@d``."""
     if outbox_id < 0:
         raise ValueError("outbox_id must be ≥ 0")
-    mac = _mac(secret, f"verp|v1|{outbox_id}", _VERP_MAC_CHARS)
-    return _with_detail(support_address, f"b-{outbox_id}-{mac}")
+    return _with_detail(support_address, signed.sign(signed.BOUNCE, (outbox_id,), secret))
 
 
 def parse_verp(secret: str, address: str) -> int | None:
     """The outbox id a bounce address names, or None if it is not ours or the MAC is wrong."""
     detail = _detail(address)
-    match = _VERP_RE.fullmatch(detail) if detail is not None else None
-    if match is None:
-        return None
-    outbox_id = int(match.group(1))
-    expected = _mac(secret, f"verp|v1|{outbox_id}", _VERP_MAC_CHARS)
-    return outbox_id if hmac.compare_digest(expected, match.group(2)) else None
+    fields = signed.verify(signed.BOUNCE, detail, secret) if detail is not None else None
+    return fields[0] if fields is not None else None

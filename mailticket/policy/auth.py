@@ -37,6 +37,7 @@ from mailticket.mail.addresses import (
 )
 from mailticket.mail.parse import InboundMail
 from mailticket.model import Engineer, Envelope, Evidence, Principal, PrincipalKind
+from mailticket.policy import contracts
 
 # Envelope.source of mail that came in through the engineers' submission listener.
 SUBMISSION_SOURCE = "submission"
@@ -211,25 +212,16 @@ def _token_owner(
 
 def _match_customer(sender: str, config: Config) -> tuple[Principal, str]:
     """A contract contact (exact address first), else a contract domain, else unknown."""
-    for contract in config.contracts.values():
-        if sender in {normalise_address(c) for c in contract.contacts}:
-            return (
-                Principal(PrincipalKind.CUSTOMER, sender, contract_id=contract.id),
-                f"customer: contact of contract {contract.id}",
-            )
-    domain = split_address(sender)[1]
-    matches = [
-        contract
-        for contract in config.contracts.values()
-        if any(is_subdomain(domain, normalise_domain(d)) for d in contract.domains)
-    ]
-    if not matches:
+    found = contracts.find_contract(config.contracts.values(), sender)
+    if found is None:
         return Principal(PrincipalKind.UNKNOWN, sender), "unknown sender"
-    note = f"customer: domain of contract {matches[0].id}"
-    if len(matches) > 1:
-        others = ", ".join(c.id for c in matches[1:])
-        note += f" (first in config order; also matches {others})"
-    return Principal(PrincipalKind.CUSTOMER, sender, contract_id=matches[0].id), note
+    principal = Principal(PrincipalKind.CUSTOMER, sender, contract_id=found.contract.id)
+    if found.how is contracts.Membership.CONTACT:
+        return principal, f"customer: contact of contract {found.contract.id}"
+    note = f"customer: domain of contract {found.contract.id}"
+    if found.also:
+        note += f" (first in config order; also matches {', '.join(found.also)})"
+    return principal, note
 
 
 # --- Authentication-Results ------------------------------------------------------------

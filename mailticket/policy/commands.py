@@ -18,9 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from mailticket.errors import CommandError
-from mailticket.model import Line, Priority, Status
+from mailticket.model import Line, Priority, Status, TicketRef
 
 MAX_COMMANDS = 20
 # The most time one reply may log; a larger figure is far more likely a typo.
@@ -30,37 +33,68 @@ MAX_TEXT_LENGTH = 1000
 # A line that looks like a command: "#" and a letter at the start of the line.
 _COMMAND_RE = re.compile(r"^\s*#([^\W\d_][\w-]*)(.*)$")
 _ADDRESS_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
-_TICKET_RE = re.compile(r"^\[?#?([a-z]+)-(\d+)\]?$", re.IGNORECASE)
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _LINE_RE = re.compile(r"^[lл]?([1-9])$", re.IGNORECASE)
 _DURATION_PART_RE = re.compile(r"(\d+(?:[.,]\d+)?)\s*([^\W\d_]*)")
 
+
+class CommandName(StrEnum):
+    """The canonical (English) name of a command; each has one handler in ``processing``."""
+
+    STATUS = "status"
+    PRIORITY = "priority"
+    ASSIGN = "assign"
+    LINE = "line"
+    INTERNAL = "internal"
+    TIME = "time"
+    CC = "cc"
+    UNCC = "uncc"
+    MERGE = "merge"
+    CLOSE = "close"
+    CAUSE = "cause"
+    ACTIONS = "actions"
+    KB = "kb"
+    IMPACT = "impact"
+    RESTORED = "restored"
+    PREVENTION = "prevention"
+    STARTED = "started"
+
+
 # Command words, English and Russian, to the canonical English name.
-COMMAND_NAMES: dict[str, str] = {
-    "status": "status",
-    "статус": "status",
-    "priority": "priority",
-    "приоритет": "priority",
-    "assign": "assign",
-    "назначить": "assign",
-    "line": "line",
-    "линия": "line",
-    "internal": "internal",
-    "внутреннее": "internal",
-    "time": "time",
-    "время": "time",
-    "cc": "cc",
-    "копия": "cc",
-    "uncc": "uncc",
-    "merge": "merge",
-    "объединить": "merge",
-    "close": "close",
-    "закрыть": "close",
-    "cause": "cause",
-    "причина": "cause",
-    "actions": "actions",
-    "меры": "actions",
-    "kb": "kb",
+COMMAND_NAMES: dict[str, CommandName] = {
+    "status": CommandName.STATUS,
+    "статус": CommandName.STATUS,
+    "priority": CommandName.PRIORITY,
+    "приоритет": CommandName.PRIORITY,
+    "assign": CommandName.ASSIGN,
+    "назначить": CommandName.ASSIGN,
+    "line": CommandName.LINE,
+    "линия": CommandName.LINE,
+    "internal": CommandName.INTERNAL,
+    "внутреннее": CommandName.INTERNAL,
+    "time": CommandName.TIME,
+    "время": CommandName.TIME,
+    "cc": CommandName.CC,
+    "копия": CommandName.CC,
+    "uncc": CommandName.UNCC,
+    "merge": CommandName.MERGE,
+    "объединить": CommandName.MERGE,
+    "close": CommandName.CLOSE,
+    "закрыть": CommandName.CLOSE,
+    "cause": CommandName.CAUSE,
+    "причина": CommandName.CAUSE,
+    "actions": CommandName.ACTIONS,
+    "меры": CommandName.ACTIONS,
+    "kb": CommandName.KB,
+    "impact": CommandName.IMPACT,
+    "влияние": CommandName.IMPACT,
+    "restored": CommandName.RESTORED,
+    "восстановлено": CommandName.RESTORED,
+    "prevention": CommandName.PREVENTION,
+    "профилактика": CommandName.PREVENTION,
+    "предотвращение": CommandName.PREVENTION,
+    "started": CommandName.STARTED,
+    "начало": CommandName.STARTED,
 }
 
 # Status words (either language works with either command word); "ё" is folded to "е".
@@ -102,7 +136,7 @@ _UNITS: dict[str, int] = {
 class Command:
     """One syntactically valid command: canonical English name, normalised argument, raw line."""
 
-    name: str
+    name: CommandName
     arg: str | None
     line: str
 
@@ -243,10 +277,11 @@ def parse_duration(value: str) -> int | None:
 
 
 def _ticket(arg: str) -> _Check:
-    match = _TICKET_RE.match(arg)
-    if match is None:
+    # The prefix is checked against the config when the command runs.
+    ref = TicketRef.parse(arg)
+    if ref is None:
         return _Invalid(f"expects a ticket reference such as MT-123, got {arg!r}")
-    return f"{match.group(1).upper()}-{int(match.group(2))}"
+    return str(ref)
 
 
 def _text(arg: str) -> _Check:
@@ -264,18 +299,71 @@ def _slug(arg: str) -> _Check:
     return value
 
 
-_VALIDATORS: dict[str, Callable[[str], _Check]] = {
-    "status": _one_of(STATUS_WORDS),
-    "priority": _one_of(PRIORITY_WORDS),
-    "assign": _address,
-    "line": _line,
-    "internal": _no_arg,
-    "time": _time,
-    "cc": _address,
-    "uncc": _address,
-    "merge": _ticket,
-    "close": _no_arg,
-    "cause": _text,
-    "actions": _text,
-    "kb": _slug,
+# The times #restored and #started accept (the ticket's calendar time zone is applied later).
+_TIME_FORMATS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"^(\d{1,2}):(\d{2})$"), ("hour", "minute")),
+    (re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})$"),
+     ("year", "month", "day", "hour", "minute")),
+    (re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4}) (\d{1,2}):(\d{2})$"),
+     ("day", "month", "year", "hour", "minute")),
+)
+
+
+def _clock_time(arg: str) -> _Check:
+    """``HH:MM``, ``YYYY-MM-DD HH:MM`` or ``DD.MM.YYYY HH:MM``, normalised to the first two."""
+    text = " ".join(arg.split())
+    for pattern, fields in _TIME_FORMATS:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        parts = dict(zip(fields, (int(g) for g in match.groups()), strict=True))
+        try:
+            clock = time(parts["hour"], parts["minute"])
+            if "year" not in parts:
+                return f"{clock:%H:%M}"
+            day = date(parts["year"], parts["month"], parts["day"])
+        except ValueError:
+            break
+        return f"{day:%Y-%m-%d} {clock:%H:%M}"
+    return _Invalid(f"expects a time HH:MM or YYYY-MM-DD HH:MM, got {arg!r}"
+                    if arg else "expects a time HH:MM or YYYY-MM-DD HH:MM")
+
+
+def _optional_clock_time(arg: str) -> _Check:
+    """``#restored`` alone means now (the handler fills it in)."""
+    return _clock_time(arg) if arg else None
+
+
+def local_instant(value: str, zone: ZoneInfo, now: datetime) -> datetime:
+    """The instant a normalised ``#restored``/``#started`` time names in ``zone``.
+
+    A bare ``HH:MM`` is the latest such wall-clock time not after ``now``, so
+    "#restored 23:40" written at 00:10 means yesterday evening, not tonight.
+    """
+    if " " in value:
+        return datetime.strptime(value, "%Y-%m-%d %H:%M").replace(tzinfo=zone)
+    clock = datetime.strptime(value, "%H:%M").time()
+    today = now.astimezone(zone).date()
+    instant = datetime.combine(today, clock, tzinfo=zone)
+    return instant if instant <= now else instant - timedelta(days=1)
+
+
+_VALIDATORS: dict[CommandName, Callable[[str], _Check]] = {
+    CommandName.STATUS: _one_of(STATUS_WORDS),
+    CommandName.PRIORITY: _one_of(PRIORITY_WORDS),
+    CommandName.ASSIGN: _address,
+    CommandName.LINE: _line,
+    CommandName.INTERNAL: _no_arg,
+    CommandName.TIME: _time,
+    CommandName.CC: _address,
+    CommandName.UNCC: _address,
+    CommandName.MERGE: _ticket,
+    CommandName.CLOSE: _no_arg,
+    CommandName.CAUSE: _text,
+    CommandName.ACTIONS: _text,
+    CommandName.KB: _slug,
+    CommandName.IMPACT: _text,
+    CommandName.RESTORED: _optional_clock_time,
+    CommandName.PREVENTION: _text,
+    CommandName.STARTED: _clock_time,
 }

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailticket.config import Config
+from mailticket.config import KbConfig
 from mailticket.errors import CommandError
 from mailticket.policy.commands import Command
 
@@ -145,10 +145,14 @@ def parse_article(text: str, path: Path | None = None) -> Article | str:
     return Article(slug, meta["title"], locale, body, tags, path)
 
 
+# The knowledge base of a config without ``[kb] dir``: nothing to suggest or insert.
+EMPTY_KNOWLEDGE = KnowledgeBase(())
+
+
 def load(directory: Path | None) -> KnowledgeBase:
     """Every ``*.md`` below ``directory`` (sorted, so results are stable); none when unset."""
     if directory is None or not directory.is_dir():
-        return KnowledgeBase(())
+        return EMPTY_KNOWLEDGE
     articles: list[Article] = []
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -168,35 +172,34 @@ def load(directory: Path | None) -> KnowledgeBase:
     return KnowledgeBase(tuple(articles), tuple(problems))
 
 
-def suggest(config: Config, subject: str, text: str) -> list[dict[str, str]]:
+def suggest(base: KnowledgeBase, settings: KbConfig, subject: str, text: str) -> list[dict[str, str]]:
     """The ``suggestions`` of an engineer notice: ``{slug, title}`` of the closest articles."""
-    if config.kb.dir is None or config.kb.suggestions <= 0:
+    if settings.dir is None or settings.suggestions <= 0:
         return []
     # The subject says most about a request, so it counts twice.
-    found = load(config.kb.dir).search(
-        f"{subject}\n{subject}\n{text}", limit=config.kb.suggestions * 2,
-        min_score=config.kb.min_score,
+    found = base.search(
+        f"{subject}\n{subject}\n{text}", limit=settings.suggestions * 2,
+        min_score=settings.min_score,
     )
     # A translation of a better match adds nothing: one suggestion per slug.
     best = {a.slug: a for a, _ in reversed(found)}
     ordered = list(dict.fromkeys(a.slug for a, _ in found))
-    return [{"slug": s, "title": best[s].title} for s in ordered][: config.kb.suggestions]
+    return [{"slug": s, "title": best[s].title} for s in ordered][: settings.suggestions]
 
 
-def check_command(config: Config, locale: str, command: Command) -> str:
+def check_command(base: KnowledgeBase, locale: str, command: Command) -> str:
     """Validate ``#kb SLUG`` for a ticket; raise CommandError when there is no such article."""
-    article = load(config.kb.dir).find(command.arg or "", locale)
+    article = base.find(command.arg or "", locale)
     if article is None:
         raise CommandError(command.line, f"no knowledge-base article {command.arg!r}")
     return f"article {article.slug} ({article.locale}) inserted into the reply"
 
 
-def with_articles(config: Config, locale: str, body: str, commands: Iterable[Command]) -> str:
+def with_articles(base: KnowledgeBase, locale: str, body: str, commands: Iterable[Command]) -> str:
     """The reply body followed by the text of every ``#kb`` article the commands name."""
     slugs = [c.arg for c in commands if c.name == "kb" and c.arg]
     if not slugs:
         return body
-    base = load(config.kb.dir)
     parts = [body] if body else []
     for slug in slugs:
         article = base.find(slug, locale)

@@ -19,9 +19,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mailticket.mail.addresses import normalise_address
 from mailticket.mail.parse import InboundMail
 from mailticket.model import Contract, Envelope, MonitoringSource, Priority
+from mailticket.policy.contracts import address_listed
 
 
 class AlertState(enum.StrEnum):
@@ -99,11 +99,10 @@ def find_source(
     contracts: Mapping[str, Contract], mail: InboundMail, envelope: Envelope
 ) -> tuple[Contract, MonitoringSource] | None:
     """The contract and monitoring source whose senders include the From (or envelope) address."""
-    candidates = {normalise_address(mail.from_addr), normalise_address(envelope.mail_from)}
-    candidates.discard("")
+    candidates = (mail.from_addr, envelope.mail_from)
     for contract in contracts.values():
         for source in contract.monitoring:
-            if candidates & set(source.senders):
+            if any(address_listed(c, source.senders) for c in candidates):
                 return contract, source
     return None
 

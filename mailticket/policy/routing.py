@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 
 from mailticket.config import Config, RoutingRule
-from mailticket.mail.addresses import is_subdomain, normalise_address, split_address
 from mailticket.model import Contract, ContractType, Line, Priority
+from mailticket.policy.contracts import domain_listed
 
 # First line per contract type when [contract_types.TYPE] does not say.
 DEFAULT_LINES: dict[ContractType, Line] = {
@@ -76,10 +76,8 @@ def rule_matches(
         contract is None or contract.contract_type.value not in rule.contract_types
     ):
         return False
-    if rule.sender_domains:
-        domain = split_address(normalise_address(sender))[1]
-        if not any(is_subdomain(domain, d) for d in rule.sender_domains):
-            return False
+    if rule.sender_domains and not domain_listed(sender, rule.sender_domains):
+        return False
     if rule.subject_keywords and not _has_keyword(subject, rule.subject_keywords):
         return False
     if rule.source == "human" and monitoring:

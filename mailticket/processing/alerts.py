@@ -6,7 +6,8 @@ the alert's severity as its priority) or, when the trigger already has an open
 ticket, is appended to it. A recovery resolves that ticket, or only notes it
 when the contract says ``on_recovery = "note"``. A PROBLEM soon after its
 recovery (within the source's flap window) reopens the same ticket instead of
-opening a new one, and the ticket counts the flaps. A monitoring robot never
+opening a new one, and the ticket counts the flaps. Every recovery is also
+recorded as "service restored" for the incident notice. A monitoring robot never
 gets an acknowledgement: the ticket's contacts are the people the contract
 names, not the robot.
 """
@@ -22,16 +23,19 @@ from mailticket.model import ArticleKind, Direction, Status
 from mailticket.outbound import notify
 from mailticket.policy import kb, routing
 from mailticket.policy.monitoring import Alert, AlertState, Recognised
-from mailticket.processing.work import Context, Outcome, Work
-from mailticket.store.schema import QueueState, Ticket
+from mailticket.processing.work import Context, Disposition, Outcome, Work
+from mailticket.reports import incident_facts
+from mailticket.store.schema import Ticket
 from mailticket.tickets import service as tickets
 
 log = get_logger("alerts")
 _ENDED = (Status.RESOLVED.value, Status.CLOSED.value)
-
-
-def _outcome(state: str, code: str, ticket_id: int | None = None, detail: str = "") -> Outcome:
-    return Outcome(state, code, ticket_id, detail)
+# A recovery or a notice for a trigger with no open ticket.
+_UNMATCHED = {AlertState.OK: Disposition.ALERT_OK_UNMATCHED,
+              AlertState.INFO: Disposition.ALERT_INFO_UNMATCHED}
+# Who hears of what: engineers of a new ticket, a flap and a recovery; repeats stay quiet.
+_NOTICES = {Disposition.ALERT_NEW: "new", Disposition.ALERT_FLAP: "reopened",
+            Disposition.ALERT_RESOLVED: "alert_resolved"}
 
 
 def latest_ticket(ctx: Context, alert: Alert) -> Ticket | None:
@@ -44,17 +48,17 @@ def latest_ticket(ctx: Context, alert: Alert) -> Ticket | None:
     ).first()
 
 
-def handle(ctx: Context, work: Work, found: Recognised) -> Outcome:
+def handle(work: Work, ctx: Context) -> Outcome:
     """Apply one monitoring mail; never answers the robot."""
-    assert work.mail is not None
-    mail = work.mail
+    assert work.mail is not None and work.alert is not None
+    mail, found = work.mail, work.alert
     if tickets.is_known_message_id(ctx.session, mail.message_id):
-        return _outcome(QueueState.DONE, "duplicate", detail=mail.message_id or "")
+        return Outcome(Disposition.DUPLICATE, detail=mail.message_id or "")
     alert = found.alert
     if alert is None:
         log.info("monitoring mail without an alert", extra={"spool_id": work.spool_id,
                  "from": mail.from_addr, "reason": found.reason})
-        return _outcome(QueueState.DONE, "alert_ignored", detail=found.reason)
+        return Outcome(Disposition.ALERT_IGNORED, detail=found.reason)
     ticket = latest_ticket(ctx, alert)
     is_open = ticket is not None and ticket.status not in _ENDED
     if alert.state == AlertState.PROBLEM:
@@ -63,14 +67,13 @@ def handle(ctx: Context, work: Work, found: Recognised) -> Outcome:
         elif ticket is not None and _within_flap_window(ctx, ticket, alert):
             code = _reopen(ctx, ticket, alert)
         else:
-            ticket, code = _open(ctx, work, found, alert), "alert_new"
+            ticket, code = _open(ctx, work, found, alert), Disposition.ALERT_NEW
     elif ticket is None or not is_open:
-        return _outcome(QueueState.DONE, f"alert_{alert.state}_unmatched",
-                        detail=f"{alert.host}: {alert.trigger}")
+        return Outcome(_UNMATCHED[alert.state], detail=f"{alert.host}: {alert.trigger}")
     elif alert.state == AlertState.OK:
         code = _recover(ctx, ticket, alert, mail.from_addr)
     else:
-        code = "alert_info"
+        code = Disposition.ALERT_INFO
     ticket.alert_count += 1
     tickets.add_article(
         ctx.session, ticket, direction=Direction.IN, kind=ArticleKind.AUTO,
@@ -78,9 +81,9 @@ def handle(ctx: Context, work: Work, found: Recognised) -> Outcome:
         text=mail.text, html=mail.html, message_id=mail.message_id, spool_id=work.spool_id,
         author=mail.from_addr, defects=mail.defects, now=ctx.now,
     )
-    if code in ("alert_new", "alert_flap", "alert_resolved"):
-        _notify(ctx, ticket, code, mail.from_addr, mail.from_name, mail.text)
-    return _outcome(QueueState.DONE, code, ticket.id, f"{alert.host}: {alert.trigger}")
+    if (event := _NOTICES.get(code)) is not None:
+        _notify(ctx, ticket, event, mail.from_addr, mail.from_name, mail.text)
+    return Outcome(code, ticket.id, f"{alert.host}: {alert.trigger}")
 
 
 def _open(ctx: Context, work: Work, found: Recognised, alert: Alert) -> Ticket:
@@ -105,7 +108,7 @@ def _open(ctx: Context, work: Work, found: Recognised, alert: Alert) -> Ticket:
     return ticket
 
 
-def _repeat(ctx: Context, ticket: Ticket, alert: Alert) -> str:
+def _repeat(ctx: Context, ticket: Ticket, alert: Alert) -> Disposition:
     """A problem on an open ticket: a repeat, or a flap when its last mail was a recovery."""
     flapped = ticket.alert_state == AlertState.OK.value
     ticket.alert_state = AlertState.PROBLEM.value
@@ -113,7 +116,7 @@ def _repeat(ctx: Context, ticket: Ticket, alert: Alert) -> str:
         ticket.alert_flaps += 1
     tickets.audit(ctx.session, ticket.id, alert.source.senders[0],
                   "alert_flap" if flapped else "alert_repeat", _detail(alert), ctx.now)
-    return "alert_flap_noted" if flapped else "alert_repeat"
+    return Disposition.ALERT_FLAP_NOTED if flapped else Disposition.ALERT_REPEAT
 
 
 def _within_flap_window(ctx: Context, ticket: Ticket, alert: Alert) -> bool:
@@ -124,35 +127,37 @@ def _within_flap_window(ctx: Context, ticket: Ticket, alert: Alert) -> bool:
         ctx.now - ended <= window)
 
 
-def _reopen(ctx: Context, ticket: Ticket, alert: Alert) -> str:
+def _reopen(ctx: Context, ticket: Ticket, alert: Alert) -> Disposition:
     """The trigger fired again soon after recovery: the same ticket, one more flap."""
     actor = alert.source.senders[0]
     tickets.change_status(ctx.session, ticket, Status.OPEN, actor=actor, now=ctx.now)
     ticket.alert_state = AlertState.PROBLEM.value
     ticket.alert_flaps += 1
     tickets.audit(ctx.session, ticket.id, actor, "alert_flap", _detail(alert), ctx.now)
-    return "alert_flap"
+    return Disposition.ALERT_FLAP
 
 
-def _recover(ctx: Context, ticket: Ticket, alert: Alert, actor: str) -> str:
+def _recover(ctx: Context, ticket: Ticket, alert: Alert, actor: str) -> Disposition:
     """A recovery: resolve the ticket, or only record it, as the contract says."""
     ticket.alert_state = AlertState.OK.value
     tickets.audit(ctx.session, ticket.id, actor, "alert_recovered", _detail(alert), ctx.now)
+    # The recovery is when service came back, for the incident notice (resolved may be later).
+    tickets.audit(ctx.session, ticket.id, actor, incident_facts.RESTORED,
+                  incident_facts.instant_detail(ctx.now, incident_facts.BY_ALERT), ctx.now)
     if alert.source.on_recovery == "resolve" and tickets.change_status(
         ctx.session, ticket, Status.RESOLVED, actor=actor, now=ctx.now
     ):
-        return "alert_resolved"
-    return "alert_ok_noted"
+        return Disposition.ALERT_RESOLVED
+    return Disposition.ALERT_OK_NOTED
 
 
-def _notify(ctx: Context, ticket: Ticket, code: str, sender: str, name: str, text: str) -> None:
-    """Engineers hear of a new alert ticket, a flap and a recovery; repeats stay quiet."""
-    event = {"alert_new": "new", "alert_flap": "reopened"}.get(code, "alert_resolved")
+def _notify(ctx: Context, ticket: Ticket, event: str, sender: str, name: str, text: str) -> None:
+    """Tell the engineers of the contract (and the assignee) what the alert did."""
     notify.notify_engineers(
         ctx.session, ctx.notifier, ticket, event=event, from_addr=sender, from_name=name,
         text=text, attachments=[], now=ctx.now,
         recipients=routing.notice_recipients(ctx.config, ticket.contract_id, ticket.assignee),
-        suggestions=kb.suggest(ctx.config, ticket.subject, text) if event == "new" else (),
+        suggestions=kb.suggest(ctx.knowledge, ctx.config.kb, ticket.subject, text) if event == "new" else (),
     )
 
 

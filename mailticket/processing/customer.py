@@ -1,5 +1,8 @@
-"""The customer's side of the pipeline: store their mail on a ticket, then announce it.
+"""The customer path: find the thread, store the mail on a ticket, then announce it.
 
+Everyone who is not a proven engineer comes this way, so threading also turns
+away what may not open or join a ticket: a forged engineer, an unknown sender,
+an auto-reply with no thread, and a reply that overtook the mail it answers.
 A customer's mail opens a ticket (routed, audited), follows up a ticket closed
 long ago, or adds an article to its thread (reopening, or closing on a close
 phrase); colleagues of the same contract in To/Cc are copied from then on.
@@ -13,22 +16,90 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+from sqlalchemy import select
+
+from mailticket.log import get as get_logger
 from mailticket.mail.compose import strip_reply_prefixes
 from mailticket.mail.parse import InboundMail
 from mailticket.mail.quotes import strip_reply
-from mailticket.model import ArticleKind, Direction, MailKind, Priority, Status
+from mailticket.model import ArticleKind, Direction, MailKind, PrincipalKind, Priority, Status
 from mailticket.outbound import notify, suppression
-from mailticket.policy import kb, routing
+from mailticket.policy import contracts, kb, routing
+from mailticket.processing import engineer
 from mailticket.processing import ratings as feedback
-from mailticket.processing.work import Context, Outcome, Work
-from mailticket.store.schema import Ticket
+from mailticket.processing.work import Context, Disposition, Outcome, Work, auth_of, mail_of
+from mailticket.store.schema import QueueState, SpoolItem, Ticket
 from mailticket.tickets import service as tickets
+
+# The logger threading always used, kept for log filters.
+log = get_logger("pipeline")
 
 # Events after which the engineers hear about the customer's mail.
 _NOTICE_EVENTS = ("new", "reply", "reopened", "closed")
+# How long a reply waits for the mail it answers, if that is still in the spool.
+DEFER_WINDOW = timedelta(minutes=2)
 
 
-def persist(ctx: Context, work: Work) -> Work | Outcome:
+def thread(work: Work, ctx: Context) -> Work | Outcome:
+    """Find the ticket this mail continues, refusing threads the sender may not join."""
+    mail, who = mail_of(work), auth_of(work)
+    assert work.keys is not None, "thread ran before drop_duplicate"
+    keys, principal = work.keys, who.principal
+    ticket = tickets.find_by_message_ids(ctx.session, keys.message_ids, work.known_ids)
+    if ticket is None:
+        ticket = tickets.find_by_numbers(ctx.session, keys.ticket_numbers)
+    if ticket is None and keys.message_ids and _earlier_mail_in_flight(ctx, work):
+        # A reply overtook the mail it answers (two workers, or a retry): wait for
+        # it rather than open a second ticket for one conversation.
+        return Outcome(Disposition.DEFERRED, detail="waiting for earlier mail")
+    if ticket is not None and not tickets.sender_belongs(
+        ticket, principal.address, principal.contract_id
+    ):
+        log.warning(
+            "sender may not join this ticket; treated as a new request",
+            extra={"spool_id": work.spool_id, "ticket": ticket.id, "from": principal.address},
+        )
+        ticket = None
+    if who.forged:
+        return engineer.refuse_forged(ctx, work, ticket)
+    if ticket is None and work.kind != MailKind.NORMAL:
+        return Outcome(Disposition.AUTO_UNTHREADED, detail=work.kind_reason)
+    if ticket is None and principal.kind != PrincipalKind.CUSTOMER:
+        if work.kind == MailKind.NORMAL:
+            notify.notice(
+                ctx.session,
+                ctx.notifier,
+                template="unknown_sender",
+                to=principal.address,
+                context={
+                    "from_addr": principal.address,
+                    "subject": mail.subject,
+                    "support_address": ctx.notifier.support_address,
+                },
+                now=ctx.now,
+                in_reply_to=mail.message_id,
+            )
+        log.info("unknown sender", extra={"spool_id": work.spool_id, "from": principal.address})
+        return Outcome(Disposition.UNKNOWN_SENDER, detail=principal.address)
+    return dataclasses.replace(work, ticket=ticket)
+
+
+def _earlier_mail_in_flight(ctx: Context, work: Work) -> bool:
+    """Whether older spool rows are still unprocessed (only for a short while after arrival)."""
+    received = work.envelope.received_at
+    if received is None or ctx.now - received > DEFER_WINDOW:
+        return False
+    pending = ctx.session.scalar(
+        select(SpoolItem.id)
+        .where(SpoolItem.id < work.spool_id,
+               SpoolItem.state.in_([QueueState.QUEUED, QueueState.CLAIMED]),
+               SpoolItem.created_at >= ctx.now - DEFER_WINDOW)
+        .limit(1)
+    )
+    return pending is not None
+
+
+def persist(work: Work, ctx: Context) -> Work | Outcome:
     """Store the customer's mail as a new ticket or an article on its thread."""
     assert work.mail is not None and work.auth is not None
     mail, principal = work.mail, work.auth.principal
@@ -124,9 +195,9 @@ def _follow_up(ctx: Context, old: Ticket, requester: str, contract_id: str | Non
     )
     prefix = ctx.config.mail.ticket_prefix
     tickets.audit(ctx.session, ticket.id, requester, "opened",
-                  {"spool_id": spool_id, "follows": f"{prefix}-{old.id}"}, ctx.now)
+                  {"spool_id": spool_id, "follows": str(tickets.ref_of(old, prefix))}, ctx.now)
     tickets.audit(ctx.session, old.id, requester, "followed_up",
-                  {"by": f"{prefix}-{ticket.id}"}, ctx.now)
+                  {"by": str(tickets.ref_of(ticket, prefix))}, ctx.now)
     return ticket
 
 
@@ -151,14 +222,11 @@ def _add_colleagues(ctx: Context, ticket: Ticket, mail: InboundMail,
     for address in (*mail.to, *mail.cc):
         if address in ours or address == ticket.requester or "+" in address.split("@")[0]:
             continue
-        domain = address.rpartition("@")[2]
-        if address in contract.contacts or any(
-            domain == d or domain.endswith("." + d) for d in contract.domains
-        ):
+        if contracts.belongs(contract, address):
             tickets.add_contact(ticket, address)
 
 
-def announce(ctx: Context, work: Work) -> Work:
+def announce(work: Work, ctx: Context) -> Work:
     """Acknowledge new tickets and tell engineers; robots get nothing.
 
     Suppressed addresses among everyone this mail may reach are looked up once.
@@ -198,9 +266,8 @@ def announce(ctx: Context, work: Work) -> Work:
             attachments=[a.filename for a in mail.attachments],
             now=ctx.now,
             recipients=engineers,
-            suggestions=(kb.suggest(ctx.config, ticket.subject, mail.text)
+            suggestions=(kb.suggest(ctx.knowledge, ctx.config.kb, ticket.subject, mail.text)
                          if work.event == "new" else ()),
             suppressed=blocked,
         )
-    feedback.request_rating(ctx, ticket, work.event)
     return work

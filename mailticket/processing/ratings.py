@@ -3,8 +3,8 @@
 When an engineer resolves a ticket, the customer gets a short request with a
 1-5 scale. They either reply with a digit (and, if they like, a comment), or
 click a ``mailto:`` link whose address carries a signed token,
-``support+rate-<ticket>-<score>-<mac>@domain``. The MAC (HMAC-SHA256 with
-``mail.reply_token_secret``) binds ticket and score, so nobody can rate a
+``support+rate-<ticket>-<score>-<mac>@domain`` (built and checked in
+``mail.addresses`` by the one scheme of ``mail.signed``), so nobody can rate a
 ticket by guessing addresses, and a forged token has no effect at all. A rating
 at or below ``feedback.low_rating`` is mailed to the contract's dedicated
 engineer and to the engineers of ``feedback.notify_lines`` (the L3 lead), who
@@ -13,58 +13,31 @@ can reopen the case. A rating reply never reopens a resolved ticket.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 
 from mailticket.log import get as get_logger
-from mailticket.mail.addresses import normalise_address, reply_address, split_address
+from mailticket.mail.addresses import (
+    make_reply_token,
+    parse_rating_address,
+    rating_address,
+    reply_address,
+)
 from mailticket.mail.quotes import strip_reply
 from mailticket.model import ArticleKind, Direction, MailKind, PrincipalKind, Status
 from mailticket.outbound import caps, notify
-from mailticket.processing.work import Context, Outcome, Work
-from mailticket.store.schema import QueueState, Ticket
+from mailticket.processing.work import Context, Disposition, Outcome, Work
+from mailticket.store.schema import Ticket
 from mailticket.tickets import service as tickets
 
 log = get_logger("feedback")
 
 SCORES = (1, 2, 3, 4, 5)
-_MAC_CHARS = 16
-_TOKEN = re.compile(rf"rate-(\d{{1,12}})-([1-5])-([a-z2-7]{{{_MAC_CHARS}}})")
-_ANY_TOKEN = re.compile(r"rate-")
 # "5", "5.", "5/5", "4 из 5", "3 - so so", "5: спасибо!"; not "1 декабря вернусь".
 _DIGIT_LINE = re.compile(
     r"^\s*([1-5])\s*(?:(?:/|из|of|out of)\s*5)?\s*[.!)]?\s*(?:[-–—:,]\s*(?P<comment>.*))?$",
     re.IGNORECASE,
 )
 MAX_COMMENT = 2000
-
-
-def _mac(secret: str, ticket_id: int, score: int) -> str:
-    message = f"rate|v1|{ticket_id}|{score}".encode()
-    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:_MAC_CHARS]
-
-
-def rating_address(support_address: str, secret: str, ticket_id: int, score: int) -> str:
-    """``support+rate-<ticket>-<score>-<mac>@domain``: mail to it rates the ticket."""
-    token = f"rate-{ticket_id}-{score}-{_mac(secret, ticket_id, score)}"
-    return reply_address(support_address, token)
-
-
-def parse_rating_address(secret: str, address: str) -> tuple[int, int] | str | None:
-    """(ticket, score) for a valid token; "forged" for a rate- token that fails; else None."""
-    local = split_address(normalise_address(address))[0]
-    detail = local.partition("+")[2]
-    if not _ANY_TOKEN.match(detail):
-        return None
-    match = _TOKEN.fullmatch(detail)
-    if match is None:
-        return "forged"
-    ticket_id, score = int(match.group(1)), int(match.group(2))
-    valid = hmac.compare_digest(_mac(secret, ticket_id, score), match.group(3))
-    return (ticket_id, score) if valid else "forged"
 
 
 def parse_rating_reply(text: str) -> tuple[int, str] | None:
@@ -80,14 +53,11 @@ def parse_rating_reply(text: str) -> tuple[int, str] | None:
     return int(match.group(1)), comment[:MAX_COMMENT]
 
 
-def _outcome(state: str, code: str, ticket_id: int | None = None, detail: str = "") -> Outcome:
-    return Outcome(state, code, ticket_id, detail)
-
-
 def request_rating(ctx: Context, ticket: Ticket | None, event: str) -> None:
     """After an engineer resolved (or closed) a ticket in this mail, ask the customer to rate it."""
     if (
-        ticket is None or event != "engineer_reply" or not ctx.config.feedback.enabled
+        ticket is None or event != Disposition.ENGINEER_REPLY.code
+        or not ctx.config.feedback.enabled
         or Status(ticket.status) not in (Status.RESOLVED, Status.CLOSED)
         or ticket.resolved_at != ctx.now or ticket.alert_key is not None
         or ticket.merged_into is not None or not ticket.contacts
@@ -107,31 +77,45 @@ def request_rating(ctx: Context, ticket: Ticket | None, event: str) -> None:
     tickets.audit(ctx.session, ticket.id, "mailticket", "rating_requested", {"to": to}, ctx.now)
 
 
-def from_token(ctx: Context, work: Work) -> Outcome | None:
-    """Mail to a ``rate-`` address: a valid token rates, a forged one is refused; else None."""
+def ask(work: Work, ctx: Context) -> Work:
+    """Last stage of the engineer path: a reply that resolved the ticket asks for a rating."""
+    request_rating(ctx, work.ticket, work.event)
+    return work
+
+
+def rating_link(secret: str, work: Work) -> tuple[str, tuple[int, int] | str] | None:
+    """The first ``support+rate-…`` address among the envelope recipients, To and Cc,
+    with what it says: (ticket, score), or "forged" when its MAC fails."""
+    assert work.mail is not None
+    for address in (*work.envelope.rcpt_tos, *work.mail.to, *work.mail.cc):
+        parsed = parse_rating_address(secret, address)
+        if parsed is not None:
+            return address, parsed
+    return None
+
+
+def from_link(work: Work, ctx: Context) -> Outcome:
+    """Mail to a ``rate-`` address: a valid token rates, a forged one is refused."""
     assert work.mail is not None and work.auth is not None
     mail, principal = work.mail, work.auth.principal
-    secret = ctx.config.mail.reply_token_secret
-    for address in (*work.envelope.rcpt_tos, *mail.to, *mail.cc):
-        parsed = parse_rating_address(secret, address)
-        if parsed is None:
-            continue
-        if isinstance(parsed, str):
-            log.warning("rating token refused", extra={"spool_id": work.spool_id,
-                        "from": principal.address})
-            tickets.audit(ctx.session, None, principal.address or "unknown",
-                          "rating_token_refused", {"spool_id": work.spool_id}, ctx.now)
-            return _outcome(QueueState.REJECTED, "rating_forged", detail=address)
-        ticket_id, score = parsed
-        ticket = tickets.follow_merges(ctx.session, ctx.session.get(Ticket, ticket_id))
-        if ticket is None or principal.kind != PrincipalKind.CUSTOMER or not tickets.sender_belongs(
-            ticket, principal.address, principal.contract_id
-        ):
-            return _outcome(QueueState.REJECTED, "rating_refused", ticket_id, principal.address)
-        comment = strip_reply(mail.text).strip()[:MAX_COMMENT]
-        record(ctx, work, ticket, score, comment, via="link")
-        return _outcome(QueueState.DONE, "rated", ticket.id, str(score))
-    return None
+    link = rating_link(ctx.config.mail.reply_token_secret, work)
+    assert link is not None, "only mail to a rate- address is routed to the ratings path"
+    address, parsed = link
+    if isinstance(parsed, str):
+        log.warning("rating token refused", extra={"spool_id": work.spool_id,
+                    "from": principal.address})
+        tickets.audit(ctx.session, None, principal.address or "unknown",
+                      "rating_token_refused", {"spool_id": work.spool_id}, ctx.now)
+        return Outcome(Disposition.RATING_FORGED, detail=address)
+    ticket_id, score = parsed
+    ticket = tickets.follow_merges(ctx.session, ctx.session.get(Ticket, ticket_id))
+    if ticket is None or principal.kind != PrincipalKind.CUSTOMER or not tickets.sender_belongs(
+        ticket, principal.address, principal.contract_id
+    ):
+        return Outcome(Disposition.RATING_REFUSED, ticket_id, principal.address)
+    comment = strip_reply(mail.text).strip()[:MAX_COMMENT]
+    record(ctx, work, ticket, score, comment, via="link")
+    return Outcome(Disposition.RATED, ticket.id, str(score))
 
 
 def from_reply(ctx: Context, work: Work) -> Outcome | None:
@@ -148,7 +132,7 @@ def from_reply(ctx: Context, work: Work) -> Outcome | None:
     if parsed is None:
         return None
     record(ctx, work, ticket, parsed[0], parsed[1], via="reply")
-    return _outcome(QueueState.DONE, "rated", ticket.id, str(parsed[0]))
+    return Outcome(Disposition.RATED, ticket.id, str(parsed[0]))
 
 
 def record(ctx: Context, work: Work, ticket: Ticket, score: int, comment: str, *, via: str) -> None:
@@ -177,8 +161,6 @@ def low_rating_recipients(ctx: Context, ticket: Ticket) -> list[str]:
 
 
 def _alert_low(ctx: Context, ticket: Ticket, score: int, comment: str, actor: str) -> None:
-    from mailticket.mail.addresses import make_reply_token
-
     for engineer in low_rating_recipients(ctx, ticket):
         person = ctx.config.engineers.get(engineer)
         token = make_reply_token(ctx.config.mail.reply_token_secret, ticket.id, engineer,

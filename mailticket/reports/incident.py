@@ -1,20 +1,33 @@
-"""The incident report ("Сообщение о нарушениях") mailed when a critical ticket is resolved.
+"""The incident notice mailed when a critical ticket is resolved.
 
-Issue 6 §6: the customer's side (the ticket's contacts, then the contacts
-listed on the contract) and our side (``mail.admin_addresses`` and
-``reports.incident_recipients``) get the ticket's timeline, the response and restore times against the SLA (business
-minutes used against the target), the breaches that were sent, and the cause
-and actions engineers recorded with ``#cause`` and ``#actions``.
+Issue 13: the notice is a customer document. It goes out for every ticket
+resolved while critical, and for every ticket whose SLA record shows trouble
+while it was critical (a breach, a warning, a late end), so lowering the
+priority afterwards cannot hide a breach. It says what happened (the
+customer's own words, shortened), the impact, when the incident started, was
+detected, first answered, when service was restored (``#restored`` or the
+monitoring recovery, not the same as resolved), cause, actions, prevention and
+each SLA timer's outcome from the record (:mod:`.incident_facts`). It is
+titled by outcome: a breach notice when any timer was breached, an incident
+report with the SLA met otherwise.
 
-The report is queued in the transaction of the mail that resolved the ticket,
+Recipients: the customer's side (the ticket's contacts, then the contract's)
+in the ticket's locale, and ours (``mail.admin_addresses`` and
+``reports.incident_recipients``) in the default locale; both get the same
+document, which shows engineers by name only.
+
+The notice is queued in the transaction of the mail that resolved the ticket,
 after all of that mail's commands ran, so ``#cause … #status resolved`` in one
-reply gives a complete report. A marker row in ``sla_events`` (timer
+reply gives a complete notice. A marker row in ``sla_events`` (timer
 ``incident_report``, deadline = the resolution instant) makes it go out once
-per resolution; reopening and resolving again sends a new one.
+per resolution; reopening and resolving again sends a new one. An admin
+re-sends it with ``mailticket report incident REF`` (:func:`resend`): queued
+again with an audit row, never a second marker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,66 +35,81 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Config
-from mailticket.model import ArticleKind, Priority, Status
+from mailticket.model import ArticleKind, Status
 from mailticket.outbound import notify
 from mailticket.outbound.notify import Notifier
-from mailticket.sla.clock import EventKind, deadlines
+from mailticket.reports import incident_facts
+from mailticket.sla.clock import EventKind
 from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, Ticket
+from mailticket.tickets import service as tickets
 from mailticket.tickets import sla_stamp as sla_service
 
-# Audit actions shown in the customer's timeline; notes, refusals and token
-# checks are internal and stay out.
-TIMELINE_ACTIONS = ("opened", "status", "priority", "assign", "line", "cause", "actions", "merge")
-_SNIPPET = 300
+# Audit actions shown in the customer's timeline; notes, refusals, token checks
+# and alert bookkeeping are internal and stay out.
+TIMELINE_ACTIONS = ("opened", "status", "priority", "assign", "line", "cause", "actions",
+                    "impact", "prevention", "restored", "merge")
+# The audit action of every notice queued (automatically or re-sent).
+SENT_ACTION = "incident_report"
+# A message in the timeline: its gist (the notice quotes the first one in full above).
+_SNIPPET = 150
 
 
 def _due(session: Session, ticket: Ticket) -> bool:
-    """A critical ticket that is resolved and has no report for this resolution yet."""
-    if ticket.priority != Priority.CRITICAL or ticket.resolved_at is None:
-        return False
-    if ticket.status not in (Status.RESOLVED, Status.CLOSED):
+    """Resolved, worth a notice, and no notice yet for this resolution."""
+    if ticket.resolved_at is None or ticket.status not in (Status.RESOLVED, Status.CLOSED):
         return False
     marker = select(SlaEvent.id).where(
         SlaEvent.ticket_id == ticket.id,
         SlaEvent.timer == sla_service.INCIDENT_REPORT,
         SlaEvent.deadline == ticket.resolved_at,
     )
-    return session.scalar(marker) is None
+    if session.scalar(marker) is not None:
+        return False
+    return incident_facts.needs_notice(session, ticket)
 
 
-def _snippet(text: str) -> str:
-    """The start of a message, on one line, for the timeline."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _SNIPPET else flat[: _SNIPPET - 1] + "…"
-
-
-def _who(config: Config, address: str) -> str:
-    """How the customer sees an actor: engineers never by address (as in our replies)."""
+def _who(config: Config, address: str, robots: frozenset[str] = frozenset()) -> str:
+    """How the customer sees an actor: engineers never by address (as in our replies),
+    the contract's monitoring as "" (the template names it in the reader's language)."""
     engineer = config.engineers.get(address)
     if engineer is None:
-        return address
+        return "" if address in robots else address
     return engineer.name if config.mail.show_engineer_name else config.mail.from_name
 
 
+def _robots(config: Config, ticket: Ticket) -> frozenset[str]:
+    """The monitoring senders of the ticket's contract."""
+    contract = config.contracts.get(ticket.contract_id or "")
+    sources = contract.monitoring if contract is not None else ()
+    return frozenset(sender for source in sources for sender in source.senders)
+
+
 def timeline(session: Session, config: Config, ticket: Ticket) -> list[dict[str, Any]]:
-    """Messages, changes and SLA events in time order, as template rows.
+    """Messages, changes and SLA breaches in time order, as template rows.
 
     Each row has ``at``, ``kind`` (an audit action, ``customer``/``reply`` for
-    messages, or ``sla_warning``/``sla_breach``), ``actor`` and ``detail`` (a dict).
-    At one instant the opening comes first, then messages, then changes.
+    messages, or ``sla_breach``), ``actor`` and ``detail`` (a dict). At one
+    instant the opening comes first, then messages, then changes. A
+    ``restored`` row stands at the instant of the restoration, with its source.
+    A change made by the contract's monitoring has the actor "".
     """
     rows: list[tuple[datetime, int, dict[str, Any]]] = []
+    robots = _robots(config, ticket)
     for event in session.scalars(
         select(AuditEvent)
         .where(AuditEvent.ticket_id == ticket.id, AuditEvent.action.in_(TIMELINE_ACTIONS))
         .order_by(AuditEvent.id)
     ):
         detail = {k: str(v) for k, v in event.detail.items() if k in ("from", "to", "text")}
+        at = event.at
         if event.action == "assign":
             detail["to"] = _who(config, detail.get("to", ""))
+        elif event.action == incident_facts.RESTORED:
+            at = datetime.fromisoformat(str(event.detail.get("at", at.isoformat())))
+            detail["source"] = str(event.detail.get("source", incident_facts.BY_ENGINEER))
         rank = -1 if event.action == "opened" else 1
-        rows.append((event.at, rank, {"at": event.at, "kind": event.action,
-                                      "actor": _who(config, event.actor), "detail": detail}))
+        rows.append((at, rank, {"at": at, "kind": event.action,
+                                "actor": _who(config, event.actor, robots), "detail": detail}))
     for article in session.scalars(
         select(Article)
         .where(Article.ticket_id == ticket.id,
@@ -91,67 +119,24 @@ def timeline(session: Session, config: Config, ticket: Ticket) -> list[dict[str,
         rows.append((article.created_at, 0, {
             "at": article.created_at, "kind": article.kind,
             "actor": _who(config, article.from_addr),
-            "detail": {"text": _snippet(article.text)}}))
-    for sent in sla_events(session, ticket):
-        rows.append((sent.deadline, 2, {
-            "at": sent.deadline, "kind": f"sla_{sent.kind}", "actor": "mailticket",
-            "detail": {"timer": sent.timer}}))
+            "detail": {"text": incident_facts.shorten(article.text, _SNIPPET)}}))
+    for row in incident_facts.record_rows(session, ticket):
+        if row.kind == EventKind.BREACH:
+            rows.append((row.deadline, 2, {
+                "at": row.deadline, "kind": "sla_breach", "actor": "mailticket",
+                "detail": {"timer": row.timer}}))
     rows.sort(key=lambda row: (row[0], row[1]))
     return [row for _, _, row in rows]
 
 
-def sla_events(session: Session, ticket: Ticket) -> list[SlaEvent]:
-    """The SLA warnings and breaches recorded for a ticket, oldest first."""
-    return list(session.scalars(
-        select(SlaEvent)
-        .where(SlaEvent.ticket_id == ticket.id, SlaEvent.timer != sla_service.INCIDENT_REPORT)
-        .order_by(SlaEvent.deadline, SlaEvent.id)
-    ))
-
-
-def timers(session: Session, notifier: Notifier, ticket: Ticket) -> list[dict[str, Any]]:
-    """Each SLA timer: target and business minutes used, due and end instants, in time or not."""
-    found = sla_service.ticket_sla(session, notifier.config, ticket)
-    if found is None:
-        return []
-    out = []
-    for timer, d in deadlines(found.clock, found.plan, notifier.config.calendars).items():
-        ended = d.ended_at
-        out.append({
-            "timer": str(timer),
-            "target_minutes": d.target_minutes,
-            "used_minutes": d.used_minutes,
-            "due_at": d.due_at,
-            "ended_at": ended,
-            "met": d.met_at is not None,
-            "in_time": d.met_at is not None and (d.due_at is None or d.met_at <= d.due_at),
-        })
-    return out
-
-
-def recorded_text(session: Session, ticket: Ticket, action: str) -> str:
-    """Everything engineers wrote with ``#cause`` or ``#actions``, one entry per line."""
-    texts = session.scalars(
-        select(AuditEvent.detail)
-        .where(AuditEvent.ticket_id == ticket.id, AuditEvent.action == action)
-        .order_by(AuditEvent.id)
-    )
-    return "\n".join(str(d.get("text", "")).strip() for d in texts if d.get("text"))
-
-
 def context(session: Session, notifier: Notifier, ticket: Ticket) -> dict[str, Any]:
-    """The full ``incident_report`` template context."""
+    """The full ``incident_report`` template context, times in the SLA calendar's zone."""
+    shown = notify.ticket_context(notifier, ticket)
+    shown["timezone"] = incident_facts.ticket_timezone(notifier, ticket)
     return {
-        "ticket": notify.ticket_context(notifier, ticket),
-        "resolved_at": ticket.resolved_at,
+        "ticket": shown,
+        "incident": incident_facts.facts(session, notifier, ticket),
         "timeline": timeline(session, notifier.config, ticket),
-        "timers": timers(session, notifier, ticket),
-        "breaches": [
-            {"timer": e.timer, "deadline": e.deadline}
-            for e in sla_events(session, ticket) if e.kind == EventKind.BREACH
-        ],
-        "cause": recorded_text(session, ticket, "cause"),
-        "actions": recorded_text(session, ticket, "actions"),
     }
 
 
@@ -169,29 +154,63 @@ def recipients(config: Config, ticket: Ticket) -> tuple[list[str], list[str]]:
     return contacts, staff
 
 
+def _queue(
+    session: Session, notifier: Notifier, ticket: Ticket, now: datetime,
+    groups: Sequence[tuple[list[str], str]],
+) -> list[OutboxItem]:
+    """One mail per ``(addresses, locale)`` group (first address To:, the rest Cc:)."""
+    data = context(session, notifier, ticket)
+    items: list[OutboxItem | None] = []
+    for addresses, locale in groups:
+        if addresses:
+            items.append(notify.queue_mail(
+                session, notifier, kind="incident_report", to=addresses[:1], cc=addresses[1:],
+                template="incident_report", locale=locale, context=data, now=now,
+                ticket=ticket,
+            ))
+    return [item for item in items if item is not None]
+
+
+def _audit(session: Session, ticket: Ticket, actor: str, items: Sequence[OutboxItem],
+           now: datetime, *, resent: bool) -> None:
+    """Who sent the notice of which resolution to whom (the marker says only "once")."""
+    resolved = ticket.resolved_at.isoformat() if ticket.resolved_at is not None else None
+    tickets.audit(session, ticket.id, actor, SENT_ACTION, {
+        "resent": resent, "resolved_at": resolved,
+        "to": [a for item in items for a in item.rcpt_tos]}, now)
+
+
 def report_if_due(
     session: Session, notifier: Notifier, ticket: Ticket, now: datetime
 ) -> list[OutboxItem]:
-    """Queue the incident report if ``ticket`` is a critical ticket just resolved."""
+    """Queue the notice if ``ticket`` was just resolved and deserves one (once per resolution)."""
     if not _due(session, ticket):
         return []
     assert ticket.resolved_at is not None
     session.add(SlaEvent(ticket_id=ticket.id, timer=sla_service.INCIDENT_REPORT, kind="sent",
                          deadline=ticket.resolved_at, created_at=now))
     session.flush()
-    data = context(session, notifier, ticket)
     contacts, staff = recipients(notifier.config, ticket)
-    items: list[OutboxItem | None] = []
-    if contacts:
-        items.append(notify.queue_mail(
-            session, notifier, kind="incident_report", to=contacts[:1], cc=contacts[1:],
-            template="incident_report", locale=ticket.locale, context=data, now=now,
-            ticket=ticket,
-        ))
-    if staff:
-        items.append(notify.queue_mail(
-            session, notifier, kind="incident_report", to=staff,
-            template="incident_report", locale=notifier.config.mail.default_locale,
-            context=data, now=now, ticket=ticket,
-        ))
-    return [item for item in items if item is not None]
+    items = _queue(session, notifier, ticket, now, [
+        (contacts, ticket.locale), (staff, notifier.config.mail.default_locale)])
+    _audit(session, ticket, "mailticket", items, now, resent=False)
+    return items
+
+
+def resend(
+    session: Session, notifier: Notifier, ticket: Ticket, now: datetime, *, actor: str,
+    to: Sequence[str] = (),
+) -> list[OutboxItem]:
+    """Queue the notice again, to ``to`` (in the ticket's locale) or to its usual recipients.
+
+    Writes an audit row and no marker: the marker says the notice of a resolution
+    went out, and the record is append-only.
+    """
+    if to:
+        groups = [(list(dict.fromkeys(a.lower() for a in to)), ticket.locale)]
+    else:
+        contacts, staff = recipients(notifier.config, ticket)
+        groups = [(contacts, ticket.locale), (staff, notifier.config.mail.default_locale)]
+    items = _queue(session, notifier, ticket, now, groups)
+    _audit(session, ticket, actor, items, now, resent=True)
+    return items

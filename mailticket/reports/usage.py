@@ -5,31 +5,34 @@ in the month (alert tickets are never asked for a rating): how many were asked,
 how many rated, the average, the 1-5 distribution, and every ticket rated at or
 below ``feedback.low_rating`` with the customer's comment. Unlike the rest of
 the report, a ticket counts here in the month it was *resolved* in, because
-that is when the customer is asked; its rating is read as the report is built,
-so a rating that arrives after the report went out shows when it is built
-again (``mailticket report monthly``).
+that is when the customer is asked. Its rating is read when the month is
+closed (the first build after the month ended, see
+:mod:`mailticket.reports.month_close`): a rating that arrives later belongs to
+no report, so the scheduled report and a rebuild print the same figures.
 
 *Services used* says what the contract sells (its type) and what the month's
 tickets (by opening, like the rest of the report) used of it: requests from
 people vs. monitoring alerts, with the alert mails and flaps those took; the
 contract type each ticket was opened under; the ``[[routing]]`` rules that
-placed tickets; and the engineer time recorded with ``#time`` during the month.
-Only what the database records is reported, nothing is estimated.
+placed tickets (rule names are our configuration: only the provider's internal
+variant prints them); and the engineer time recorded with ``#time`` during the
+month. Only what the database records is reported, nothing is estimated.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Config
-from mailticket.model import Contract
+from mailticket.model import Contract, TicketRef
 from mailticket.store.schema import AuditEvent, Ticket
 
 SCORES = (1, 2, 3, 4, 5)
@@ -97,7 +100,7 @@ def satisfaction(
     threshold = config.feedback.low_rating
     prefix = config.mail.ticket_prefix
     low = [
-        LowRating(f"{prefix}-{row.id}", row.subject, row.rating, row.rating_comment or "",
+        LowRating(str(TicketRef(prefix, row.id)), row.subject, row.rating, row.rating_comment or "",
                   row.rated_at)
         for row in sorted(rows, key=lambda r: (r.rating or 0, r.id))
         if row.rating is not None and row.rating <= threshold
@@ -160,3 +163,47 @@ def services(
         engineer_minutes=engineer_minutes(session, contract.id, start, end),
     )
 
+
+
+def satisfaction_to_json(value: Satisfaction) -> dict[str, Any]:
+    """The satisfaction section as JSON for the month's close."""
+    data = asdict(value)
+    data["low"] = [{**asdict(low), "rated_at": low.rated_at.isoformat() if low.rated_at else None}
+                   for low in value.low]
+    return data
+
+
+def satisfaction_from_json(data: Mapping[str, Any]) -> Satisfaction:
+    """The satisfaction section back from a close's snapshot."""
+    return Satisfaction(
+        resolved=int(data["resolved"]), requested=int(data["requested"]),
+        rated=int(data["rated"]), average=data["average"],
+        distribution=tuple(int(n) for n in data["distribution"]),
+        low_threshold=int(data["low_threshold"]),
+        low=tuple(
+            LowRating(str(low["ref"]), str(low["subject"]), int(low["rating"]),
+                      str(low["comment"]),
+                      datetime.fromisoformat(low["rated_at"]) if low["rated_at"] else None)
+            for low in data["low"]
+        ),
+    )
+
+
+def services_to_json(value: Services) -> dict[str, Any]:
+    """The services section as JSON for the month's close."""
+    data = asdict(value)
+    data["by_contract_type"] = [list(pair) for pair in value.by_contract_type.items()]
+    data["by_rule"] = [list(pair) for pair in value.by_rule]
+    return data
+
+
+def services_from_json(data: Mapping[str, Any]) -> Services:
+    """The services section back from a close's snapshot."""
+    return Services(
+        contract_type=str(data["contract_type"]), human=int(data["human"]),
+        alerts=int(data["alerts"]), alert_mails=int(data["alert_mails"]),
+        alert_flaps=int(data["alert_flaps"]),
+        by_contract_type={str(k): int(n) for k, n in data["by_contract_type"]},
+        by_rule=tuple((str(rule), int(n)) for rule, n in data["by_rule"]),
+        engineer_minutes=int(data["engineer_minutes"]),
+    )

@@ -53,6 +53,7 @@ from mailticket.relay.smtp_client import (
     send_smtp,
     write_maildir,
 )
+from mailticket.runners.gates import Gate, open_gate
 from mailticket.store.db import transaction
 from mailticket.store.schema import AuditEvent, OutboxItem, QueueState
 from mailticket.store.workqueue import Claim, claim, finish, holds, retry_later
@@ -101,11 +102,13 @@ class OutboxDrainer:
         helo_name: str | None = None,
         lease_seconds: float | None = None,
         metrics: Metrics | None = None,
+        gate: Gate = open_gate,
     ) -> None:
         """``tls_context`` defaults to :func:`relay_tls_context` (verifying, ``relay.ca_file``).
 
         The lease must outlast a whole send, or a second instance would send the
-        same row again; the default allows twenty socket timeouts.
+        same row again; the default allows twenty socket timeouts. ``gate`` holds
+        the drainer at its named points, for crash tests (``runners.gates``).
         """
         self._factory = factory
         self._relay = relay
@@ -114,6 +117,7 @@ class OutboxDrainer:
         self._helo_name = helo_name
         self._lease = lease_seconds or max(300.0, 20 * relay.timeout)
         self._metrics = metrics
+        self._gate = gate
         self._stats = DrainerStats()
         self._stats_lock = threading.Lock()
 
@@ -160,6 +164,7 @@ class OutboxDrainer:
     def _drain(self, should_stop: Callable[[], bool]) -> int:
         handled = 0
         while not should_stop():
+            self._gate("outbox.before_claim")
             claimed = self._claim()
             if claimed is None:
                 break
@@ -204,6 +209,7 @@ class OutboxDrainer:
                 refused = exc.recipients or {r: str(exc) for r in item.rcpt_tos}
                 self._record(held, item, (), refused, {}, str(exc))
             else:
+                self._gate("outbox.after_send")
                 if self._metrics is not None:
                     self._metrics.observe_sent(item.kind, time.monotonic() - started)
                 problems = "; ".join(

@@ -20,13 +20,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import delete
-from sqlalchemy.orm import Session, sessionmaker
 
-from mailticket.config import Config
+from mailticket.app import App
 from mailticket.escalation import scan as sla_scan
 from mailticket.log import get as get_logger
 from mailticket.model import utc_now
-from mailticket.outbound.notify import Notifier
 from mailticket.reports import delivery as report_delivery
 from mailticket.store.db import transaction
 from mailticket.store.schema import AutoReplyLog
@@ -41,29 +39,26 @@ AUTO_REPLY_LOG_DAYS = 7
 class Scheduler:
     """The daemon's timed jobs; ``start`` needs a running asyncio loop."""
 
-    def __init__(
-        self,
-        factory: sessionmaker[Session],
-        config: Config,
-        notifier: Notifier,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self.factory = factory
-        self.config = config
-        self.notifier = notifier
+    def __init__(self, app: App, *, clock: Callable[[], datetime] = utc_now) -> None:
+        """``app`` is read once per job run; a reload replaces it whole (``mailticket.app``)."""
+        self.app = app
+        self.factory = app.factory
         self.clock = clock
         self.last_scan: sla_scan.ScanResult | None = None
         self._scheduler: AsyncIOScheduler | None = None
 
     def sla_scan(self) -> sla_scan.ScanResult:
         """Send every SLA event due by now, once (multi-instance safe)."""
-        self.last_scan = sla_scan.scan(self.factory, self.notifier, self.clock())
+        self.last_scan = sla_scan.scan(self.factory, self.app.notifier, self.clock())
         return self.last_scan
 
     def monthly_reports(self) -> int:
-        """Queue each contract's report for the previous month, unless already sent."""
-        return report_delivery.monthly_run(self.factory, self.notifier, self.clock())
+        """Queue each contract's report for the previous month, unless already sent.
+
+        The first build of a month that has ended freezes it (``reports.month_close``),
+        so the mail sent here and any later rebuild print the same figures.
+        """
+        return report_delivery.monthly_run(self.factory, self.app.notifier, self.clock())
 
     def housekeeping(self) -> int:
         """Prune old automatic-mail counters; returns the rows removed.
@@ -97,7 +92,7 @@ class Scheduler:
                           id="sla_scan", next_run_time=datetime.now(UTC))
         scheduler.add_job(self._guarded("housekeeping", self.housekeeping),
                           IntervalTrigger(hours=1), id="housekeeping")
-        reports = self.config.reports
+        reports = self.app.config.reports
         if reports.monthly:
             trigger = CronTrigger(day=reports.day, hour=reports.at.hour, minute=reports.at.minute,
                                   timezone=reports.timezone)
@@ -116,9 +111,6 @@ class Scheduler:
         job = self._scheduler.get_job(job_id) if self._scheduler else None
         return job.next_run_time if job is not None else None
 
-    def reconfigure(self, config: Config, notifier: Notifier) -> None:
-        """SIGHUP: later runs use the new config (the report schedule needs a restart)."""
-        self.config, self.notifier = config, notifier
 
     def shutdown(self) -> None:
         """Stop scheduling; a job already running finishes in its thread."""

@@ -25,13 +25,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailticket.config import Config
+from mailticket.app import App
 from mailticket.log import get as get_logger
-from mailticket.metrics import Metrics
 from mailticket.model import utc_now
-from mailticket.outbound.notify import Notifier
 from mailticket.processing import pipeline
 from mailticket.processing.work import Context
+from mailticket.runners.gates import Gate, open_gate
 from mailticket.store import workqueue
 from mailticket.store.db import transaction
 from mailticket.store.schema import QueueState, SpoolItem
@@ -87,26 +86,26 @@ class SpoolWorker:
 
     def __init__(
         self,
-        factory: sessionmaker[Session],
-        config: Config,
-        notifier: Notifier,
+        app: App,
         *,
         clock: Callable[[], datetime] = utc_now,
         name: str = "worker-1",
-        metrics: Metrics | None = None,
+        gate: Gate = open_gate,
     ) -> None:
-        self.factory = factory
-        self.config = config
-        self.notifier = notifier
+        """``app`` is read once per message and replaced whole on reload (``mailticket.app``);
+        ``gate`` holds the worker at its named points, for crash tests (``runners.gates``)."""
+        self.app = app
+        self.factory = app.factory
         self.clock = clock
         self.name = name
-        self.metrics = metrics
+        self.metrics = app.metrics
+        self.gate = gate
         self.processed = 0
         self.failed = 0
         self.last_beat = time.monotonic()
         # A row claimed by the transaction of the previous message (see run_once).
         self._held: tuple[workqueue.Claim, SpoolItem] | None = None
-        bind = factory.kw.get("bind")
+        bind = app.factory.kw.get("bind")
         self._single_writer = isinstance(bind, Engine) and bind.dialect.name == "sqlite"
 
     def run_once(self, claim_next: bool = True) -> bool:
@@ -118,11 +117,13 @@ class SpoolWorker:
         one durable commit, and the worker still holds one claim at a time.
         A claim kept when the worker stops goes back with :meth:`release`.
         """
+        self.gate("worker.before_claim")
         taken = self._take()
         if taken is None:
             return False
         held, claimed = taken
-        cfg = self.config.worker
+        app = self.app  # one consistent App for this message, even across a reload
+        cfg = app.config.worker
         started = time.monotonic()
         following: tuple[workqueue.Claim, SpoolItem] | None = None
         try:
@@ -137,17 +138,20 @@ class SpoolWorker:
                         or workqueue.still_held(session, SpoolItem, held)):
                     log.warning("lease lost before processing", extra={"spool_id": held.id})
                     return True
-                ctx = Context(session, self.config, self.notifier, self.clock())
+                ctx = Context(session, app.config, app.notifier, self.clock(), app.knowledge)
                 outcome = pipeline.process(claimed, ctx)
-                if outcome.state == QueueState.QUEUED:
+                self.gate("worker.after_pipeline")
+                if outcome.disposition.state == QueueState.QUEUED:
                     session.rollback()
                     with transaction(self.factory) as again:
                         workqueue.defer(again, SpoolItem, held, ctx.now + DEFER_DELAY)
-                    log.info("deferred", extra={"spool_id": held.id, "outcome": outcome.code,
+                    log.info("deferred", extra={"spool_id": held.id,
+                                                "outcome": outcome.disposition.code,
                                                 "reason": outcome.detail})
                     return True
                 if not workqueue.finish(
-                    session, SpoolItem, held, ctx.now, outcome.state, outcome=outcome.code,
+                    session, SpoolItem, held, ctx.now, outcome.disposition.state,
+                    outcome=outcome.disposition.code,
                     ticket_id=outcome.ticket_id,
                     last_error=outcome.detail[:4000] if outcome.detail else None,
                 ):
@@ -155,17 +159,18 @@ class SpoolWorker:
                 if claim_next:
                     following = self._claim(session)
             self._held = following  # committed with this message, so it is ours
+            self.gate("worker.after_commit")
             self.processed += 1
             if self.metrics is not None:
-                self.metrics.observe_processed(outcome.state, outcome.code,
+                self.metrics.observe_processed(outcome.disposition.state, outcome.disposition.code,
                                                time.monotonic() - started)
             log.info(
                 "processed",
                 extra={
                     "spool_id": held.id,
                     "stage": "done",
-                    "outcome": outcome.code,
-                    "state": outcome.state,
+                    "outcome": outcome.disposition.code,
+                    "state": outcome.disposition.state,
                     "ticket": outcome.ticket_id,
                     "ms": round((time.monotonic() - started) * 1000, 1),
                 },
@@ -196,7 +201,7 @@ class SpoolWorker:
 
     def _claim(self, session: Session) -> tuple[workqueue.Claim, SpoolItem] | None:
         """Claim the next due row in ``session``; with it, the row as the claim loaded it."""
-        held = workqueue.claim(session, SpoolItem, self.clock(), self.config.worker.lease_seconds)
+        held = workqueue.claim(session, SpoolItem, self.clock(), self.app.config.worker.lease_seconds)
         if held is None:
             return None
         assert held.values is not None
@@ -222,9 +227,9 @@ class SpoolWorker:
                 # The database itself is unreachable: keep the thread alive and retry.
                 log.exception("worker loop error; retrying", extra={"worker": self.name})
                 busy = False
-                stop.wait(min(5.0, self.config.daemon.poll_interval * 4))
+                stop.wait(min(5.0, self.app.config.daemon.poll_interval * 4))
             if not busy:
-                stop.wait(self.config.daemon.poll_interval)
+                stop.wait(self.app.config.daemon.poll_interval)
         try:
             self.release()
         except Exception:

@@ -22,6 +22,12 @@ Consequences worth knowing (and tested):
 * Holidays and extra working days are local dates. A date in ``extra_working_days`` is a
   working day even if it is also listed in ``holidays`` (the explicit override wins); it
   uses ``extra_day_hours``, or Monday's hours when that is empty.
+* A calendar with ``country`` follows that country's production calendar in every year
+  (weekday holidays and transferred days off are off, decreed working Saturdays work
+  like extra working days); the calendar's own ``holidays`` and ``extra_working_days``
+  win over it, and ``days`` (per-date hours, e.g. a shortened pre-holiday day) win over
+  everything. Each year's differences from the week are worked out once per calendar
+  and kept in ``Calendar.year_memo``, so the hot path is one dict lookup per day.
 * ``always_open`` calendars are plain clock arithmetic.
 
 Intervals are half-open ``[start, end)``. All inputs must be aware datetimes; all outputs
@@ -30,11 +36,12 @@ are aware UTC. Work is proportional to the number of local days crossed, never t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from mailticket.model import Calendar, Interval
+from mailticket.sla import production_calendar
 
 Span = tuple[datetime, datetime]
 
@@ -58,13 +65,40 @@ def _offset(tz: ZoneInfo, t: datetime) -> timedelta:
     return t.astimezone(tz).utcoffset() or _ZERO
 
 
-def _day_hours(calendar: Calendar, day: date) -> tuple[Interval, ...]:
-    """The working intervals of one local date, after holidays and moved working days."""
-    if day in calendar.extra_working_days:
-        return calendar.extra_day_hours or calendar.week[0]
-    if day in calendar.holidays:
-        return ()
-    return calendar.week[day.weekday()]
+def day_hours(calendar: Calendar, day: date) -> tuple[Interval, ...]:
+    """The working intervals of one local date, after holidays, moved days and dated hours.
+
+    Not meaningful for ``always_open`` calendars, whose every minute counts.
+    """
+    exceptions = calendar.year_memo.get(day.year)
+    if exceptions is None:
+        exceptions = _year_exceptions(calendar, day.year)
+    hours = exceptions.get(day)
+    return calendar.week[day.weekday()] if hours is None else hours
+
+
+
+def _year_exceptions(calendar: Calendar, year: int) -> Mapping[date, tuple[Interval, ...]]:
+    """Every date of ``year`` whose hours differ from the week, memoised on the calendar.
+
+    Later sources override earlier ones: the national calendar, own holidays, own extra
+    working days, then ``days``. A calendar without weekly hours ignores the national
+    worked Saturdays, so that only the days it lists itself can work (see
+    :func:`_last_possible_day`).
+    """
+    extra = calendar.extra_day_hours or calendar.week[0]
+    table: dict[date, tuple[Interval, ...]] = {}
+    if calendar.country is not None:
+        national = production_calendar.national_year(calendar.country, year)
+        table.update(dict.fromkeys(national.days_off, ()))
+        if any(calendar.week):
+            table.update(dict.fromkeys(national.worked, extra))
+    table.update((d, ()) for d in calendar.holidays if d.year == year)
+    table.update((d, extra) for d in calendar.extra_working_days if d.year == year)
+    table.update((d, hours) for d, hours in calendar.days.items() if d.year == year)
+    # Two threads may build the same year at once; both results are equal.
+    calendar.year_memo[year] = table
+    return table
 
 
 def _wall_span(day: date, interval: Interval) -> tuple[datetime, datetime]:
@@ -111,7 +145,7 @@ def _clip(calendar: Calendar, lo: datetime, hi: datetime, offset: timedelta) -> 
     wall_hi = (hi + offset).replace(tzinfo=None)
     day, last = wall_lo.date(), (wall_hi - _TICK).date()
     while day <= last:
-        for interval in sorted(_day_hours(calendar, day), key=lambda iv: iv.start):
+        for interval in sorted(day_hours(calendar, day), key=lambda iv: iv.start):
             start, end = _wall_span(day, interval)
             start, end = max(start, wall_lo), min(end, wall_hi)
             if start < end:
@@ -126,7 +160,7 @@ def _fast_day(
 
     This is the common case and avoids the naive/aware round trips of :func:`_clip`.
     """
-    hours = _day_hours(calendar, day)
+    hours = day_hours(calendar, day)
     if len(hours) > 1:
         hours = tuple(sorted(hours, key=lambda iv: iv.start))
     pieces: list[Span] = []
@@ -161,9 +195,10 @@ def _last_possible_day(calendar: Calendar) -> date | None:
     """The last local date that can have working time, or None if there is no such limit."""
     if any(calendar.week):
         return None
-    if not calendar.extra_day_hours:
-        return date.min
-    return max(calendar.extra_working_days, default=date.min)
+    listed = [day for day, hours in calendar.days.items() if hours]
+    if calendar.extra_day_hours:
+        listed.extend(d for d in calendar.extra_working_days if d not in calendar.days)
+    return max(listed, default=date.min)
 
 
 def working_intervals(

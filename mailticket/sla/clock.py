@@ -11,19 +11,28 @@ incident report. The rules (issue 6 §3):
    Every timer counts business minutes of the calendar named in the priority's targets.
 2. **Met.** ``first_response`` is met at ``first_response_at``: the first engineer reply the
    customer can see (acknowledgements and auto-replies are never passed in as one).
-   ``resolution`` is met at ``resolved_at``. ``next_response`` is never met inside one clock:
-   the caller clears ``unanswered_since`` when the reply goes out and the timer is gone.
-3. **Stop.** ``resolved_at`` (resolved or closed) stops every timer. A timer stopped before
-   it was met is ``stopped``, and nothing fires for it after that instant. A reopened
-   ticket has ``resolved_at`` None again; pass the resolved period as a pause if it must
-   not count.
+   ``resolution`` is met at ``resolved_at``. ``next_response`` is met only in a clock that
+   describes a past cycle (``answered_at`` set): in the live clock the caller clears
+   ``unanswered_since`` when the reply goes out and the timer is gone.
+3. **Stop and reopen.** ``resolved_at`` (resolved or closed) stops every timer. A timer
+   stopped before it was met is ``stopped``, and nothing fires for it after that instant.
+   A reopened ticket has ``resolved_at`` None again and ``resolution_since`` set to the
+   reopening: the resolution timer starts a new period there with its full target, and
+   the caller passes every resolved period as a pause, so time spent resolved never
+   counts for any timer.
 4. **Pause.** Each ``(start, end)`` in ``pauses`` is a period in status ``waiting``; the end
    is the customer's next message, or None while still waiting. Business time inside a
    pause does not count for any timer, so deadlines move later by exactly the paused
    business time. While a pause is open, a threshold not yet reached has no instant (None).
-5. **Priority change.** The clock carries the current priority only; deadlines are always
-   computed from the ticket's start with the current priority's targets. Raising a ticket
-   to ``critical`` late can therefore put it in breach at once; that is the rule.
+5. **Priority change.** The clock carries the current priority and ``priority_since``, the
+   instant of the latest change; the plan's ``priority_change`` rule applies the new
+   targets either from the ticket's start (``from_start``: raising a ticket to
+   ``critical`` late can put it in breach at once) or from the change onward
+   (``from_change``: a timer not yet met restarts at the change with the new target).
+   Under ``from_start`` a threshold that the change put in the past is *retroactive*:
+   its warning is never sent (warning about the past helps nobody) and its breach is
+   listed once, flagged, so the notice can say why. What was recorded before the change
+   stays recorded; this module only ever adds.
 6. **Thresholds.** A warning at ``plan.warn_ratio`` of each timer's target (no warning
    unless ``0 < warn_ratio < 1``) and a breach at 100 %. A threshold *fires* at its instant
    ``x`` if ``x <= now`` and the timer was still running at ``x`` (met or stopped strictly
@@ -49,7 +58,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from mailticket.model import Calendar, Priority, SlaPlan
+from mailticket.model import Calendar, Priority, PriorityChangeRule, SlaPlan
 from mailticket.sla.business_hours import Span, working_intervals
 
 # A period in status ``waiting``: (start, end), end None while still waiting.
@@ -102,10 +111,20 @@ class TicketClock:
     pauses: tuple[Pause, ...] = ()
     # The earliest customer message after the latest visible engineer reply, or None.
     unanswered_since: datetime | None = None
+    # The latest priority change (rule 5), or None if the priority never changed.
+    priority_since: datetime | None = None
+    # The latest reopening: the current resolution period's start (rule 3), or None.
+    resolution_since: datetime | None = None
+    # How many times the ticket was reopened: the current resolution period's number.
+    period: int = 0
+    # Only when describing a past next-response cycle: the reply that answered
+    # ``unanswered_since`` (so the timer is met there, rule 2).
+    answered_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # Normalise to UTC once so that comparisons and display downstream are simple.
-        for name in ("created_at", "first_response_at", "resolved_at", "unanswered_since"):
+        for name in ("created_at", "first_response_at", "resolved_at", "unanswered_since",
+                     "priority_since", "resolution_since", "answered_at"):
             if (value := getattr(self, name)) is not None:
                 object.__setattr__(self, name, _aware(value, name))
         pauses = tuple(
@@ -146,12 +165,15 @@ class SlaEventDue:
 
     ``deadline`` is the threshold's own instant (``warn_at`` for a warning, ``due_at`` for
     a breach); ``due_at`` is the timer's due instant for the message text.
+    ``retroactive`` marks a breach that a ``from_start`` priority change put in the past
+    (rule 5); it is not part of the key.
     """
 
     timer: Timer
     kind: EventKind
     deadline: datetime
     due_at: datetime | None
+    retroactive: bool = False
 
     @property
     def key(self) -> tuple[str, str, datetime]:
@@ -268,14 +290,15 @@ def deadlines(
     calendar = calendars.get(targets.calendar)
     if calendar is None:
         raise ValueError(f"SLA plan {plan.id!r} names unknown calendar {targets.calendar!r}")
+    first_start, resolution_start = _starts(clock, plan.priority_change)
     specs: list[tuple[Timer, int, datetime, datetime | None]] = [
-        (Timer.FIRST_RESPONSE, targets.first_response_minutes, clock.created_at,
+        (Timer.FIRST_RESPONSE, targets.first_response_minutes, first_start,
          clock.first_response_at),
-        (Timer.RESOLUTION, targets.resolution_minutes, clock.created_at, clock.resolved_at),
+        (Timer.RESOLUTION, targets.resolution_minutes, resolution_start, clock.resolved_at),
     ]  # fmt: skip
     minutes = targets.next_response_minutes
     if minutes is not None and clock.first_response_at and clock.unanswered_since:
-        specs.append((Timer.NEXT_RESPONSE, minutes, clock.unanswered_since, None))
+        specs.append((Timer.NEXT_RESPONSE, minutes, clock.unanswered_since, clock.answered_at))
     warn = 0 < plan.warn_ratio < 1
     result: dict[Timer, Deadline] = {}
     for started_at in dict.fromkeys(spec[2] for spec in specs):
@@ -301,6 +324,20 @@ def deadlines(
                 used_minutes=next(used) // _MINUTE if met_at or stopped_at else None,
             )
     return result
+
+
+def _starts(clock: TicketClock, rule: PriorityChangeRule) -> tuple[datetime, datetime]:
+    """When the first-response and resolution timers start (rules 3 and 5)."""
+    first = clock.created_at
+    resolution = max(clock.created_at, clock.resolution_since or clock.created_at)
+    since = clock.priority_since
+    if rule is PriorityChangeRule.FROM_CHANGE and since is not None:
+        # A timer met before the change keeps its start; the change cannot undo an answer.
+        if clock.first_response_at is None or clock.first_response_at > since:
+            first = max(first, since)
+        if clock.resolved_at is None or clock.resolved_at > since:
+            resolution = max(resolution, since)
+    return first, resolution
 
 
 def _finish(
@@ -349,6 +386,8 @@ def evaluate(
     timers: dict[Timer, TimerStatus] = {}
     events: list[SlaEventDue] = []
     upcoming: list[datetime] = []
+    # Under from_start, thresholds the latest priority change put in the past (rule 5).
+    changed = clock.priority_since if plan.priority_change is PriorityChangeRule.FROM_START else None
     for timer, deadline in deadlines(clock, plan, calendars).items():
         timers[timer] = TimerStatus(deadline, _state(deadline, clock, now))
         for kind, instant in (
@@ -357,8 +396,11 @@ def evaluate(
         ):
             if instant is None or not _can_fire(instant, deadline):
                 continue
+            retroactive = changed is not None and instant < changed
+            if retroactive and kind is EventKind.WARNING:
+                continue
             if instant <= now:
-                events.append(SlaEventDue(timer, kind, instant, deadline.due_at))
+                events.append(SlaEventDue(timer, kind, instant, deadline.due_at, retroactive))
             else:
                 upcoming.append(instant)
     events.sort(key=lambda e: (e.deadline, e.timer, e.kind))

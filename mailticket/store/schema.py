@@ -264,7 +264,18 @@ class AutoReplyLog(Base):
 
 
 class SlaEvent(Base):
-    """A sent SLA warning/breach; the unique key makes every scan idempotent."""
+    """One entry of the SLA record: a warning, breach, met, stop, pause or resume.
+
+    The record is how a provider proves its service, so it is append-only: rows
+    are inserted once and never updated or deleted (database triggers refuse
+    both, migration 0008). The unique key ``(ticket, timer, kind, deadline)``
+    makes every writer idempotent: a second scan, another instance or a re-run
+    after a crash inserts nothing. ``deadline`` is the entry's own instant (the
+    threshold for a warning or breach, the answer for ``met``, the start of a
+    pause); ``created_at`` is when it was written. The other columns freeze
+    what was true then (priority, target, due time, minutes used), so a report
+    never has to recompute the past from today's ticket.
+    """
 
     __tablename__ = "sla_events"
     __table_args__ = (UniqueConstraint("ticket_id", "timer", "kind", "deadline"),)
@@ -275,6 +286,40 @@ class SlaEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     deadline: Mapped[datetime]
     created_at: Mapped[datetime]
+    # What was true when the entry was written (None on rows written before 0008).
+    priority: Mapped[str | None] = mapped_column(String(16), default=None)
+    period: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    target_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    used_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    overdue_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    calendar: Mapped[str | None] = mapped_column(String(64), default=None)
+    rule: Mapped[str | None] = mapped_column(String(16), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    notified: Mapped[bool] = mapped_column(default=True)
+    # Whom the event was mailed to, as "address (role)", once each; None if nobody.
+    recipients: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+
+
+class SlaMonthClose(Base):
+    """A contract's month as it stood when it was first reported: the report's frozen inputs.
+
+    Written once, when the month's report is first built after the month ended
+    (by the scheduled run or by hand). Every later build of that month reads the
+    record up to ``last_event_id`` and this snapshot of what was still running,
+    so the scheduled report and any rebuild print the same figures.
+    Append-only like the record.
+    """
+
+    __tablename__ = "sla_month_close"
+    __table_args__ = (UniqueConstraint("contract_id", "month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contract_id: Mapped[str] = mapped_column(String(64))
+    month: Mapped[str] = mapped_column(String(7))
+    closed_at: Mapped[datetime]
+    last_event_id: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class DeliveryFailure(Base):

@@ -23,6 +23,7 @@ from mailticket.model import (
     TicketRef,
     can_transition,
 )
+from mailticket.policy.contracts import address_listed
 from mailticket.policy.routing import Route
 from mailticket.store import after_flush
 from mailticket.store.schema import (
@@ -51,15 +52,6 @@ _INSERT_AUDIT = insert(cast(Table, AuditEvent.__table__))
 def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
     """The public reference (``MT-12``) of a ticket."""
     return TicketRef(prefix, ticket.id)
-
-
-def parse_ref(text: str, prefix: str) -> int | None:
-    """``MT-12``, ``#MT-12``, ``mt-12`` or ``12`` → 12; anything else → None."""
-    value = text.strip().lstrip("#").upper()
-    head = prefix.upper() + "-"
-    if value.startswith(head):
-        value = value[len(head) :]
-    return int(value) if value.isdigit() else None
 
 
 def _settle(session: Session) -> None:
@@ -128,10 +120,14 @@ def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
 
 
 def sender_belongs(ticket: Ticket, address: str, contract_id: str | None) -> bool:
-    """Whether a customer may add to this ticket: same contract, or a listed contact."""
+    """Whether a customer may add to this ticket: same contract, or a listed contact.
+
+    ``contract_id`` is what ``policy.auth`` found with ``policy.contracts``; the
+    contacts are compared with the same normalisation.
+    """
     if contract_id is not None and ticket.contract_id == contract_id:
         return True
-    return any(c.address == address for c in ticket.contacts)
+    return address_listed(address, (c.address for c in ticket.contacts))
 
 
 def open_ticket(
@@ -306,8 +302,15 @@ def change_status(
     actor: str,
     now: datetime,
     evidence: str | None = None,
+    visible: bool | None = None,
 ) -> bool:
-    """Move a ticket along the transition table; False (and no change) if not allowed."""
+    """Move a ticket along the transition table; False (and no change) if not allowed.
+
+    :param visible: whether the change comes with a reply the customer receives
+        (recorded: under a plan's ``pause_on = "question"`` only such a change to
+        ``waiting`` pauses the SLA); None when no reply is involved (the
+        customer's own mail, an alert recovery).
+    """
     old = Status(ticket.status)
     if old == new or not can_transition(old, new):
         return False
@@ -326,9 +329,10 @@ def change_status(
         ticket.sla_paused_since = now
     elif old == Status.WAITING:
         ticket.sla_paused_since = None
-    audit(
-        session, ticket.id, actor, "status", {"from": old.value, "to": new.value}, now, evidence
-    )
+    detail: dict[str, Any] = {"from": old.value, "to": new.value}
+    if visible is not None:
+        detail["visible"] = visible
+    audit(session, ticket.id, actor, "status", detail, now, evidence)
     return True
 
 

@@ -15,15 +15,16 @@ status or priority changed); the scan calls it again after sending.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Config
-from mailticket.model import ArticleKind, Calendar, Priority, SlaPlan, Status
+from mailticket.model import ArticleKind, Calendar, PauseRule, Priority, SlaPlan, Status
 from mailticket.sla.clock import (
     Pause,
     SlaStatus,
@@ -31,9 +32,10 @@ from mailticket.sla.clock import (
     Timer,
     evaluate,
 )
-from mailticket.sla.explain import explain, show_time
+from mailticket.sla.explain import RecordedEvent, explain, show_time
 from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, Ticket
 from mailticket.tickets import service as tickets
+from mailticket.tickets import sla_record
 
 # The sla_events "timer" of the marker that an incident report went out; it is not
 # an SLA timer, but the same unique key makes the report go out once per resolution.
@@ -42,9 +44,10 @@ INCIDENT_REPORT = "incident_report"
 EventKey = tuple[str, str, datetime]
 
 # The reads of a restamp, built once (one per message that touches a ticket).
-_STATUS_CHANGES = (
-    select(AuditEvent.at, AuditEvent.detail)
-    .where(AuditEvent.ticket_id == bindparam("ticket_id"), AuditEvent.action == "status")
+_CLOCK_CHANGES = (
+    select(AuditEvent.at, AuditEvent.action, AuditEvent.detail)
+    .where(AuditEvent.ticket_id == bindparam("ticket_id"),
+           AuditEvent.action.in_(["status", "priority"]))
     .order_by(AuditEvent.at, AuditEvent.id)
 )
 _CLOCK_ARTICLES = (
@@ -60,11 +63,76 @@ _SENT_KEYS = select(SlaEvent.timer, SlaEvent.kind, SlaEvent.deadline).where(
 
 @dataclass(frozen=True)
 class TicketSla:
-    """A ticket's plan, the calendar its priority counts in, and its clock."""
+    """A ticket's plan, the calendar its priority counts in, its clock and counted pauses.
+
+    ``waiting`` are the periods in status ``waiting`` that the plan's ``pause_on``
+    rule counts; ``clock.pauses`` holds them and the periods spent resolved.
+    """
 
     plan: SlaPlan
     calendar: Calendar | None
     clock: TicketClock
+    waiting: tuple[Pause, ...] = ()
+    # The next-response cycle the latest reply closed, if any: (unanswered since, answered).
+    answered: tuple[datetime, datetime] | None = None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One audited status change; ``visible`` says whether it came with a reply the
+    customer received (None on rows written before that was recorded: counted as visible)."""
+
+    at: datetime
+    old: str
+    new: str
+    visible: bool | None = None
+
+
+@dataclass(frozen=True)
+class ClockFacts:
+    """What the status history says about a ticket's clock (``sla`` rules 3 and 4)."""
+
+    waiting: tuple[Pause, ...] = ()
+    resolved: tuple[Pause, ...] = ()
+    resolution_since: datetime | None = None
+    period: int = 0
+
+
+_DONE = (Status.RESOLVED, Status.CLOSED)
+
+
+def clock_facts(changes: Iterable[StatusChange], pause_on: PauseRule) -> ClockFacts:
+    """Counted waiting periods, resolved periods and the current resolution period.
+
+    A waiting period counts under ``pause_on = "question"`` only if the change to
+    ``waiting`` came with a reply the customer received: an internal status
+    change cannot stop the clock. A reopening (resolved or closed → any other
+    status) ends a resolved period and starts a new resolution period.
+    """
+    waiting: list[Pause] = []
+    resolved: list[Pause] = []
+    started: datetime | None = None
+    done_since: datetime | None = None
+    resolution_since: datetime | None = None
+    period = 0
+    for change in changes:
+        if change.new == Status.WAITING and started is None:
+            if pause_on is PauseRule.STATUS or change.visible is not False:
+                started = change.at
+        elif change.old == Status.WAITING and started is not None:
+            waiting.append((started, change.at))
+            started = None
+        if change.new in _DONE and change.old not in _DONE:
+            done_since = change.at
+        elif change.old in _DONE and change.new not in _DONE:
+            if done_since is not None:
+                resolved.append((done_since, change.at))
+            done_since = None
+            resolution_since = change.at
+            period += 1
+    if started is not None:
+        waiting.append((started, None))
+    return ClockFacts(tuple(waiting), tuple(resolved), resolution_since, period)
 
 
 def plan_of(config: Config, ticket: Ticket) -> SlaPlan | None:
@@ -110,8 +178,27 @@ def unanswered_since(articles: Sequence[tuple[str, datetime]]) -> datetime | Non
     return None
 
 
-def clock_of(session: Session, ticket: Ticket) -> TicketClock:
-    """The ticket's SLA facts as stored: timestamps, pauses and unanswered customer mail.
+def answered_cycle(articles: Sequence[tuple[str, datetime]]) -> tuple[datetime, datetime] | None:
+    """``(unanswered since, answered at)`` of the next-response cycle the latest reply closed.
+
+    The cycle is the first customer message after the reply before the latest one, up to
+    the latest reply; None when the latest reply answered no such message (or is the first).
+    """
+    replies = [i for i, (kind, _) in enumerate(articles) if kind == ArticleKind.REPLY]
+    if len(replies) < 2:
+        return None
+    previous, latest = replies[-2], replies[-1]
+    for kind, at in articles[previous + 1 : latest]:
+        if kind == ArticleKind.CUSTOMER:
+            return at, articles[latest][1]
+    return None
+
+
+def clock_of(
+    session: Session, ticket: Ticket, pause_on: PauseRule = PauseRule.QUESTION
+) -> tuple[TicketClock, tuple[Pause, ...], tuple[datetime, datetime] | None]:
+    """The ticket's SLA facts as stored, the waiting periods counted as pauses, and the
+    next-response cycle the latest reply closed (see :func:`answered_cycle`).
 
     A ticket opened in this session and untouched since (no status change, no
     reply) has no pauses and nothing unanswered after a reply, so nothing is read.
@@ -124,19 +211,30 @@ def clock_of(session: Session, ticket: Ticket) -> TicketClock:
             resolved_at=ticket.resolved_at,
             pauses=(),
             unanswered_since=None,
-        )
+        ), (), None
     session.flush()
-    status_rows = session.execute(_STATUS_CHANGES, {"ticket_id": ticket.id}).all()
-    changes = [(at, str(d.get("from", "")), str(d.get("to", ""))) for at, d in status_rows]
-    article_rows = session.execute(_CLOCK_ARTICLES, {"ticket_id": ticket.id}).all()
+    changes: list[StatusChange] = []
+    priority_since: datetime | None = None
+    for at, action, d in session.execute(_CLOCK_CHANGES, {"ticket_id": ticket.id}):
+        if action == "priority":
+            priority_since = at
+        else:
+            visible = d.get("visible")
+            changes.append(StatusChange(at, str(d.get("from", "")), str(d.get("to", "")),
+                                        visible if isinstance(visible, bool) else None))
+    facts = clock_facts(changes, pause_on)
+    articles = [(k, at) for k, at in session.execute(_CLOCK_ARTICLES, {"ticket_id": ticket.id})]
     return TicketClock(
         created_at=ticket.created_at,
         priority=Priority(ticket.priority),
         first_response_at=ticket.first_response_at,
         resolved_at=ticket.resolved_at,
-        pauses=pauses_from(changes),
-        unanswered_since=unanswered_since([(k, at) for k, at in article_rows]),
-    )
+        pauses=facts.waiting + facts.resolved,
+        unanswered_since=unanswered_since(articles),
+        priority_since=priority_since,
+        resolution_since=facts.resolution_since,
+        period=facts.period,
+    ), facts.waiting, answered_cycle(articles)
 
 
 def ticket_sla(session: Session, config: Config, ticket: Ticket) -> TicketSla | None:
@@ -146,7 +244,8 @@ def ticket_sla(session: Session, config: Config, ticket: Ticket) -> TicketSla | 
         return None
     targets = plan.targets.get(Priority(ticket.priority))
     calendar = config.calendars.get(targets.calendar) if targets is not None else None
-    return TicketSla(plan, calendar, clock_of(session, ticket))
+    clock, waiting, answered = clock_of(session, ticket, plan.pause_on)
+    return TicketSla(plan, calendar, clock, waiting, answered)
 
 
 def sent_keys(session: Session, ticket_id: int) -> set[EventKey]:
@@ -188,52 +287,85 @@ def restamp(session: Session, config: Config, ticket: Ticket, now: datetime) -> 
     """Recompute the ticket's deadlines and next check after a change; returns the evaluation.
 
     Called after a ticket opens, its status or priority changes, an engineer's reply goes
-    out and each customer message arrives. A priority change recomputes from the ticket's
-    start with the new targets (``sla`` rule 5).
+    out and each customer message arrives. The plan's ``priority_change`` rule says how a
+    new priority's targets apply (``sla`` rule 5). Timers that ended (met, or stopped by a
+    resolution) and counted pauses are appended to the SLA record here, in the
+    transaction of the change, so the record is complete without a scan.
 
-    A ticket opened in this session and untouched since has no SLA events yet:
-    it is evaluated from memory, without a flush or a read.
+    A ticket opened in this session and untouched since has nothing ended and no SLA
+    events yet: it is evaluated from memory, without a flush or a read.
     """
-    result = evaluate_ticket(session, config, ticket, now)
-    status = result[1] if result is not None else None
+    found = evaluate_ticket(session, config, ticket, now)
+    if found is None:
+        stamp(ticket, None, set())
+        return None
+    sla, status = found
     sent: set[EventKey] = set()
-    if status is not None and not tickets.untouched_since_open(session, ticket):
+    if not tickets.untouched_since_open(session, ticket):
         sent = sent_keys(session, ticket.id)
+        sla_record.record_outcomes(session, ticket, sla.clock, sla.plan, status,
+                                   config.calendars, sla.waiting, sent, now)
+        if sla.answered is not None:
+            _record_answered_cycle(session, config, ticket, sla, sent, now)
     stamp(ticket, status, sent)
     return status
 
 
-def explain_ticket(session: Session, config: Config, ticket: Ticket, now: datetime) -> list[str]:
-    """``mailticket sla show``: the plan, calendar, pauses and timers, then each event sent.
+def _record_answered_cycle(
+    session: Session, config: Config, ticket: Ticket, sla: TicketSla, sent: set[EventKey],
+    now: datetime,
+) -> None:
+    """Append the next-response cycle the latest reply closed, met at that reply (once)."""
+    assert sla.answered is not None
+    since, answered_at = sla.answered
+    if (str(Timer.NEXT_RESPONSE), sla_record.MET, answered_at) in sent:
+        return
+    cycle = replace(sla.clock, unanswered_since=since, answered_at=answered_at)
+    status = evaluate(cycle, sla.plan, config.calendars, answered_at)
+    if Timer.NEXT_RESPONSE not in status.timers:
+        return
+    only = replace(status, timers={Timer.NEXT_RESPONSE: status.timers[Timer.NEXT_RESPONSE]})
+    sla_record.record_outcomes(session, ticket, cycle, sla.plan, only, config.calendars, (),
+                               sent, now)
 
-    Each recorded event is listed with the mails it queued (matched by the scan's instant
-    and the outbox kind ``sla_<kind>_<role>``), so "who was told, and why" has an answer.
+
+def explain_ticket(session: Session, config: Config, ticket: Ticket, now: datetime) -> list[str]:
+    """``mailticket sla show``: rules, calendar, pauses and timers, then the SLA record.
+
+    Record rows written since migration 0008 name their recipients; for older rows the
+    mails are matched from the outbox (kind ``sla_<kind>_<role>`` queued at the same
+    instant), each address once.
     """
     found = ticket_sla(session, config, ticket)
-    events = session.scalars(
-        select(SlaEvent).where(SlaEvent.ticket_id == ticket.id).order_by(SlaEvent.id)
+    rows = session.scalars(
+        select(SlaEvent).where(SlaEvent.ticket_id == ticket.id)
+        .order_by(SlaEvent.deadline, SlaEvent.id)
     ).all()
-    if found is None:
-        lines = [f"No SLA: ticket has no contract with a known plan ({ticket.contract_id or '-'})"]
-    else:
-        sent = {(e.timer, e.kind, e.deadline): e.created_at for e in events}
-        lines = explain(found.clock, found.plan, config.calendars, now, sent)
-    zone = ZoneInfo(found.calendar.timezone if found and found.calendar else "UTC")
     mails = session.execute(
         select(OutboxItem.kind, OutboxItem.rcpt_tos, OutboxItem.created_at)
-        .where(OutboxItem.ticket_id == ticket.id).order_by(OutboxItem.id)
+        .where(OutboxItem.ticket_id == ticket.id, OutboxItem.kind.like("sla_%"))
+        .order_by(OutboxItem.id)
     ).all()
-    if not events:
-        lines.append("Sent: nothing yet")
-    for event in events:
-        if event.timer == INCIDENT_REPORT:
-            what, prefix = "incident report", INCIDENT_REPORT
-        else:
-            what, prefix = f"{event.timer} {event.kind}", f"sla_{event.kind}_"
-        to = [f"{', '.join(rcpt)} ({kind.removeprefix(prefix) or 'customer and admins'})"
-              for kind, rcpt, at in mails if kind.startswith(prefix) and at == event.created_at]
-        lines.append(
-            f"Sent: {what} (threshold {show_time(event.deadline, zone)}) at "
-            f"{show_time(event.created_at, zone)} to {'; '.join(to) or 'nobody'}"
-        )
-    return lines
+    record = [_recorded(row, mails) for row in rows]
+    if found is None:
+        zone = ZoneInfo("UTC")
+        lines = [f"No SLA: ticket has no contract with a known plan ({ticket.contract_id or '-'})"]
+        lines += [f"  {show_time(r.deadline, zone)}  {r.timer} {r.kind}" for r in record]
+        return lines
+    return explain(found.clock, found.plan, config.calendars, now, record)
+
+
+def _recorded(row: SlaEvent, mails: Sequence[Any]) -> RecordedEvent:
+    """A record row for ``sla show``, with its recipients once each."""
+    recipients = tuple(row.recipients or ())
+    if not recipients and row.kind in ("warning", "breach") and row.notified:
+        prefix = f"sla_{row.kind}_"
+        found = [f"{rcpt} ({kind.removeprefix(prefix)})" for kind, rcpts, at in mails
+                 if kind.startswith(prefix) and at == row.created_at for rcpt in rcpts]
+        recipients = tuple(dict.fromkeys(found))
+    return RecordedEvent(
+        timer=row.timer, kind=row.kind, deadline=row.deadline, created_at=row.created_at,
+        due_at=row.due_at, overdue_minutes=row.overdue_minutes, used_minutes=row.used_minutes,
+        priority=row.priority, reason=row.reason or "", notified=row.notified,
+        recipients=recipients,
+    )

@@ -1,7 +1,12 @@
-"""Run the real daemon as a child process, the way systemd would, and talk to it."""
+"""Run the real daemon as a child process, the way systemd would, and talk to it.
+
+Crash tests stop it at a chosen point with :class:`Gates` (the test's end of
+``mailticket.runners.gates``) and kill it there, instead of racing the clock.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -12,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from mailticket.runners import gates as runner_gates
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,11 +108,74 @@ locale = "ru"
     return path
 
 
+class Gates:
+    """Arms test-only gates in a daemon, waits until it holds at one, and lets it go on.
+
+    Points are named ``<point>@<n>``: the ``n``-th pass of ``<point>`` in that
+    process (``mailticket.runners.gates`` lists the points).
+    """
+
+    def __init__(self, directory: Path, *points: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.points = points
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that arms ``points`` in a daemon started with it."""
+        return {runner_gates.ENV: f"{self.directory}:{','.join(self.points)}"}
+
+    def wait(self, point: str, process: Daemon | subprocess.Popen[str],
+             timeout: float = 30.0) -> str:
+        """Block until ``process`` holds at ``point``; its marker (pid, thread).
+
+        The timeout only guards against a test that would hang: the marker is the
+        synchronisation. A process that exits first fails the test at once.
+        """
+        proc = process.proc if isinstance(process, Daemon) else process
+        assert proc is not None
+        marker = self.directory / f"{point}.reached"
+
+        def reached() -> bool:
+            if marker.exists():
+                return True
+            if proc.poll() is not None:
+                if isinstance(process, Daemon):
+                    output = process.read_log()
+                else:
+                    output = process.stderr.read() if process.stderr else ""
+                raise AssertionError(f"exited ({proc.returncode}) before {point}:\n{output}")
+            return False
+
+        wait_until(reached, timeout=timeout, interval=0.01)
+        return marker.read_text()
+
+    def release(self, point: str, timeout: float = 30.0) -> None:
+        """Let the process held (or about to hold) at ``point`` go on."""
+        fifo = self.directory / f"{point}.release"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                # Non-blocking: fails until the gate has opened its end (ENXIO)
+                # or created the FIFO at all (ENOENT).
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno not in (errno.ENXIO, errno.ENOENT):
+                    raise
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"nothing held at {point}") from None
+                time.sleep(0.01)
+                continue
+            os.close(fd)  # EOF on the gate's end: it goes on
+            return
+
+
 class Daemon:
     """``mailticket serve`` as a child with a NOTIFY_SOCKET, like systemd's Type=notify."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, gates: Gates | None = None) -> None:
         self.config = config
+        self.gates = gates
         self.proc: subprocess.Popen[bytes] | None = None
         self.notify_dir = Path(tempfile.mkdtemp(prefix="mt-notify-"))
         self.notify_path = self.notify_dir / "notify.sock"
@@ -115,6 +185,8 @@ class Daemon:
 
     def start(self, timeout: float = 20.0) -> Daemon:
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify_path), PYTHONUNBUFFERED="1")
+        if self.gates is not None:
+            env.update(self.gates.env)
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailticket", "-c", str(self.config), "serve"],

@@ -12,12 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailticket.app import assemble
 from mailticket.config import Config
-from mailticket.outbound.notify import Notifier
-from mailticket.outbound.render import Renderer
 from mailticket.runners.worker import SpoolWorker
 from mailticket.store import workqueue
-from mailticket.store.db import make_engine, make_sessionmaker, transaction
+from mailticket.store.db import make_engine, transaction
 from mailticket.store.schema import OutboxItem, SpoolItem, Ticket
 
 
@@ -40,10 +39,11 @@ class Harness:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.engine = make_engine(config.database.url)
-        self.factory: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.app = assemble(config, self.engine)
+        self.factory: sessionmaker[Session] = self.app.factory
         self.clock = Clock()
-        self.notifier = Notifier(config, Renderer(config.templates_dir))
-        self.worker = SpoolWorker(self.factory, config, self.notifier, clock=self.clock)
+        self.notifier = self.app.notifier
+        self.worker = SpoolWorker(self.app, clock=self.clock)
         self._sent_seen = 0
 
     def spool(self, raw: bytes, *, mail_from: str = "sender@client.example",

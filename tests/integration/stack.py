@@ -18,11 +18,10 @@ from sqlalchemy import select
 from support.configs import make_config
 from support.smtp_sink import Received, SmtpSink
 
+from mailticket.app import assemble
 from mailticket.config import Config, ListenerConfig, RelayConfig
 from mailticket.intake.listener import start_listener
 from mailticket.intake.submission import EngineerAuthenticator
-from mailticket.outbound.notify import Notifier
-from mailticket.outbound.render import Renderer
 from mailticket.runners.outbox import OutboxDrainer
 from mailticket.runners.worker import SpoolWorker
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
@@ -64,8 +63,7 @@ class Stack:
         self.port = int(self.server.sockets[0].getsockname()[1])
         self.submission_port = (int(self.servers[1].sockets[0].getsockname()[1])
                                 if len(self.servers) > 1 else None)
-        notifier = Notifier(self.config, Renderer(self.config.templates_dir))
-        self.worker = SpoolWorker(self.factory, self.config, notifier)
+        self.worker = SpoolWorker(assemble(self.config, self.engine))
         self.drainer = OutboxDrainer(self.factory, self.config.relay, lease_seconds=30)
         self.threads = [
             threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True),

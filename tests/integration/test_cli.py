@@ -145,12 +145,6 @@ def _shipped(tmp_path: Path, url: str) -> tuple[Path, Harness]:
     return config, Harness(config_mod.load(config))
 
 
-def _national_days(field: str) -> int:
-    """How many holidays or extra working days the shipped business calendar has now."""
-    cfg = config_mod.load(REPO / "config.example.toml")
-    return len(getattr(cfg.calendars["business"], field))
-
-
 def test_sla_show_explains_plan_intervals_pauses_and_each_event_sent(
     tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -174,45 +168,57 @@ def test_sla_show_explains_plan_intervals_pauses_and_each_event_sent(
         customer(_msk(11, 19, 0), "[СРОЧНО] Не приходит почта", "Почта не приходит.")
         for when in (_msk(12, 8, 30), _msk(12, 9, 0)):  # the scheduler's warning and breach
             h.clock.now = when
-            Scheduler(h.factory, h.config, h.notifier, clock=h.clock).sla_scan()
+            Scheduler(h.app, clock=h.clock).sla_scan()
         anna(_msk(12, 9, 30), "#status waiting\n\nПришлите, пожалуйста, логи.")
         customer(_msk(12, 11, 0), "Re: [#MT-1] [СРОЧНО] Не приходит почта", "Логи во вложении.")
         anna(_msk(12, 15, 0), "#status resolved\n\nИсправили фильтр.")
     finally:
         h.close()
     out = cli(config, "sla", "show", "MT-1").stdout.splitlines()
-    now = next(line for line in out if line.startswith("Now: "))
+    now = next(line for line in out if line.startswith("Times in "))
     assert out == [
         "MT-1  [СРОЧНО] Не приходит почта",
         "Plan: Standard (standard); priority major; warning at 75% of each target",
+        "Rules: priority change from_start (a new priority's targets count from the ticket's "
+        "start); pause on question (only status waiting set by a reply to the customer pauses)",
         "Calendar: business (Europe/Moscow; Mon–Fri 08:00–20:00; Sat–Sun off; "
-        f"holidays: {_national_days('holidays')}, "
-        f"extra working days: {_national_days('extra_working_days')})",
+        "production calendar RU; holidays: 0, extra working days: 0)",
         now,
-        "Paused (waiting on customer): 2026-11-12 Thu 09:30 MSK → 2026-11-12 Thu 11:00 MSK",
-        "first_response: 120 business min from 2026-11-11 Wed 19:00 MSK; state breached; "
-        "used 150 min",
-        "  warning at 2026-11-12 Thu 08:30 MSK; due 2026-11-12 Thu 09:00 MSK",
-        "  met at 2026-11-12 Thu 09:30 MSK",
+        "Paused: 2026-11-12 Thu 09:30 MSK → 2026-11-12 Thu 11:00 MSK",
+        "first_response: target 120 business min, counted from 2026-11-11 Wed 19:00 MSK "
+        "(the ticket's start); state breached",
+        "  due 2026-11-12 Thu 09:00 MSK (as it stood when met); "
+        "warning at 2026-11-12 Thu 08:30 MSK",
+        "  met at 2026-11-12 Thu 09:30 MSK: 30 min overdue; used 150 of 120 min",
         "  counted 2026-11-11 Wed 19:00 MSK → 2026-11-11 Wed 20:00 MSK (60 min)",
         "  counted 2026-11-12 Thu 08:00 MSK → 2026-11-12 Thu 09:30 MSK (90 min)",
         # The pause (09:30–11:00) does not count; the due instant moved by its 90 minutes.
-        "resolution: 720 business min from 2026-11-11 Wed 19:00 MSK; state met; used 390 min",
-        "  warning at 2026-11-12 Thu 17:30 MSK; due 2026-11-13 Fri 08:30 MSK",
-        "  met at 2026-11-12 Thu 15:00 MSK",
+        "resolution: target 720 business min, counted from 2026-11-11 Wed 19:00 MSK "
+        "(the ticket's start); state met",
+        "  due 2026-11-13 Fri 08:30 MSK (as it stood when met); "
+        "warning at 2026-11-12 Thu 17:30 MSK",
+        "  met at 2026-11-12 Thu 15:00 MSK: in time; used 390 of 720 min",
         "  counted 2026-11-11 Wed 19:00 MSK → 2026-11-11 Wed 20:00 MSK (60 min)",
         "  counted 2026-11-12 Thu 08:00 MSK → 2026-11-12 Thu 09:30 MSK (90 min)",
         "  counted 2026-11-12 Thu 11:00 MSK → 2026-11-12 Thu 15:00 MSK (240 min)",
-        "Event due: first_response warning at 2026-11-12 Thu 08:30 MSK; "
-        "sent 2026-11-12 Thu 08:30 MSK",
-        "Event due: first_response breach at 2026-11-12 Thu 09:00 MSK; "
-        "sent 2026-11-12 Thu 09:00 MSK",
         "Next check: none (nothing more can fire)",
-        "Sent: first_response warning (threshold 2026-11-12 Thu 08:30 MSK) at "
-        "2026-11-12 Thu 08:30 MSK to anna@example.com (assignee); boris@example.com (deputy)",
-        "Sent: first_response breach (threshold 2026-11-12 Thu 09:00 MSK) at "
-        "2026-11-12 Thu 09:00 MSK to anna@example.com (assignee); boris@example.com (deputy); "
-        "clara@example.com (escalation)",
+        "Record:",
+        # Each event once, with whom it was sent to, each address once.
+        "  2026-11-12 Thu 08:30 MSK  first_response warning (due 2026-11-12 Thu 09:00 MSK; "
+        "major); sent 2026-11-12 Thu 08:30 MSK to anna@example.com (assignee), "
+        "boris@example.com (deputy)",
+        "  2026-11-12 Thu 09:00 MSK  first_response breach (due 2026-11-12 Thu 09:00 MSK; "
+        "major); sent 2026-11-12 Thu 09:00 MSK to anna@example.com (assignee), "
+        "boris@example.com (deputy), clara@example.com (escalation)",
+        "  2026-11-12 Thu 09:30 MSK  first_response met (due 2026-11-12 Thu 09:00 MSK; "
+        "30 min overdue; major)",
+        "  2026-11-12 Thu 09:30 MSK  pause (major)",
+        "  2026-11-12 Thu 11:00 MSK  resume (major)",
+        "  2026-11-12 Thu 15:00 MSK  resolution met (due 2026-11-13 Fri 08:30 MSK; in time; "
+        "major)",
+        # The customer's 11:00 message was answered at 15:00: the next response, in time.
+        "  2026-11-12 Thu 15:00 MSK  next_response met (due 2026-11-12 Thu 15:00 MSK; in time; "
+        "major)",
     ]
     assert cli_main(["-c", str(config), "sla", "show", "MT-99"]) == 4
     assert capsys.readouterr().err == "mailticket: no ticket MT-99\n"
@@ -236,8 +242,9 @@ def test_report_monthly_mails_through_the_outbox(tmp_path: Path, sqlite_url: str
     engine.dispose()
     assert str(msg["Subject"]) == "Отчёт о техподдержке за 2026-10: ACME Ltd"
     types = [part.get_content_type() for part in msg.walk()]
+    # Four charts inline (compliance, response times, trend, hours), then the CSV.
     assert types == ["multipart/mixed", "multipart/alternative", "text/plain",
-                     "multipart/related", "text/html", "image/png", "text/csv"]
+                     "multipart/related", "text/html", *["image/png"] * 4, "text/csv"]
 
 
 def test_oncall_prints_the_rota_from_the_config(

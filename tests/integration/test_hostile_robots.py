@@ -262,7 +262,7 @@ def test_our_automatic_mail_is_marked_and_returns_to_a_verp_address(stack: Stack
 
 def test_auto_mail_caps_per_recipient_per_day_and_per_ticket_per_hour(stack: Stack) -> None:
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-    notifier = stack.worker.notifier
+    notifier = stack.worker.app.notifier
     with transaction(stack.factory) as s:
         s.add_all(AutoReplyLog(recipient="robot@acme.example", kind="ack", ticket_id=None,
                                sent_at=now - timedelta(hours=1)) for _ in range(40))

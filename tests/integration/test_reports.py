@@ -1,10 +1,11 @@
 """Monthly reports from a month of generated tickets: files, the mail, the scheduled run.
 
-Two generated months: ``generate_october`` writes ticket rows for exact SLA
-figures; ``live_october`` runs a month of mail through the real pipeline
-(customers, engineers' replies with ``#time``, ratings by reply digit and by
-``mailto`` token, Zabbix alerts with a repeat, a recovery and a flap) for the
-satisfaction and services sections.
+Two generated months: ``generate_october`` writes ticket rows (no SLA record:
+its SLA section is empty, since the report reads only the record — see
+``test_monthly_record`` for the SLA figures); ``live_october`` runs a month of
+mail through the real pipeline (customers, engineers' replies with ``#time``,
+ratings by reply digit and by ``mailto`` token, Zabbix alerts with a repeat, a
+recovery and a flap) for the satisfaction and services sections.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from support.mails import build
 
 from mailticket import cli
 from mailticket import config as config_mod
+from mailticket.app import assemble
 from mailticket.mail.addresses import make_reply_token, reply_address
 from mailticket.outbound.notify import Notifier
 from mailticket.outbound.render import Renderer
 from mailticket.reports import delivery as report_delivery
+from mailticket.reports import export
 from mailticket.reports import monthly as reports
 from mailticket.runners.scheduler import Scheduler
 from mailticket.store.db import make_engine, make_sessionmaker, transaction
@@ -108,32 +111,36 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 EXPECTED_ROWS = {
-    ("summary", "tickets"): "20",
-    ("priority", "critical"): "10", ("priority", "major"): "6", ("priority", "minor"): "4",
-    ("priority", "technical"): "0",
-    ("line", "L1"): "17", ("line", "L2"): "3", ("line", "L3"): "0", ("line", "L4"): "0",
-    ("sla_first_response", "in_time"): "14", ("sla_first_response", "breached"): "6",
-    ("sla_first_response", "running"): "0", ("sla_first_response", "percent"): "70.0",
-    ("sla_resolution", "in_time"): "10", ("sla_resolution", "breached"): "10",
-    ("sla_resolution", "percent"): "50.0",
-    # Response: 8 × 20, 2 × 40 (24/7) and 6 × 60 (business) minutes.
-    ("response_minutes", "count"): "16", ("response_minutes", "median"): "30.0",
-    ("response_minutes", "p90"): "60",
-    ("resolution_minutes", "count"): "10", ("resolution_minutes", "median"): "180.0",
-    ("resolution_minutes", "p90"): "180",
-    ("hour", "09"): "6", ("hour", "10"): "10", ("hour", "15"): "4", ("hour", "11"): "0",
-    ("weekday", "Mon"): "2", ("weekday", "Tue"): "6", ("weekday", "Wed"): "4",
-    ("weekday", "Thu"): "4", ("weekday", "Fri"): "4", ("weekday", "Sat"): "0",
-    ("weekday", "Sun"): "0",
-    ("subject", "Не работает сайт"): "10", ("subject", "VPN"): "6",
-    ("subject", "Вопрос по счёту"): "4",
-    ("satisfaction", "resolved"): "10", ("satisfaction", "rating_requested"): "0",
-    ("satisfaction", "rated"): "0", ("satisfaction", "percent_rated"): "0.0",
-    ("satisfaction", "average"): "", ("rating", "5"): "0",
-    ("services", "contract_type"): "complex", ("services", "human_requests"): "20",
-    ("services", "monitoring_alerts"): "0", ("services", "engineer_minutes"): "0",
-    ("contract_type", "complex"): "18", ("contract_type", "technical_support"): "2",
+    ("summary", "", "tickets"): "20", ("summary", "", "status"): "final",
+    ("summary", "", "previous_tickets"): "1",
+    # The September ticket was open when October began; the majors and minors at its end.
+    ("summary", "", "backlog_start"): "1", ("summary", "", "backlog_end"): "11",
+    ("priority", "critical", "tickets"): "10", ("priority", "major", "tickets"): "6",
+    ("priority", "minor", "tickets"): "4", ("priority", "technical", "tickets"): "0",
+    ("line", "L1", "tickets"): "17", ("line", "L2", "tickets"): "3",
+    ("line", "L3", "tickets"): "0", ("line", "L4", "tickets"): "0",
+    ("hour", "09", "tickets"): "6", ("hour", "10", "tickets"): "10",
+    ("hour", "15", "tickets"): "4", ("hour", "11", "tickets"): "0",
+    ("weekday", "Mon", "tickets"): "2", ("weekday", "Tue", "tickets"): "6",
+    ("weekday", "Wed", "tickets"): "4", ("weekday", "Thu", "tickets"): "4",
+    ("weekday", "Fri", "tickets"): "4", ("weekday", "Sat", "tickets"): "0",
+    ("weekday", "Sun", "tickets"): "0",
+    ("subject", "Не работает сайт", "tickets"): "10", ("subject", "VPN", "tickets"): "6",
+    ("subject", "Вопрос по счёту", "tickets"): "4",
+    ("satisfaction", "", "resolved"): "10", ("satisfaction", "", "rating_requested"): "0",
+    ("satisfaction", "", "rated"): "0", ("satisfaction", "", "percent_rated"): "0.0",
+    ("satisfaction", "", "average"): "", ("rating", "5", "tickets"): "0",
+    ("services", "", "contract_type"): "complex", ("services", "", "human_requests"): "20",
+    ("services", "", "monitoring_alerts"): "0", ("services", "", "engineer_minutes"): "0",
+    ("contract_type", "complex", "tickets"): "18",
+    ("contract_type", "technical_support", "tickets"): "2",
 }
+
+
+def csv_figures(text: str) -> dict[tuple[str, str, str], str]:
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["section", "item", "key", "value"]
+    return {(section, item, key): value for section, item, key, value in rows[1:]}
 
 
 def test_report_monthly_out_writes_html_png_and_csv(
@@ -147,22 +154,33 @@ def test_report_monthly_out_writes_html_png_and_csv(
     assert cli.main(["-c", str(config), "report", "monthly", "--contract", "acme",
                      "--month", "2026-10", "--out", str(out)]) == 0
     names = [Path(line).name for line in capsys.readouterr().out.splitlines()]
-    assert names == ["report-acme-2026-10.html", "report-acme-2026-10.png",
-                     "report-acme-2026-10.csv"]
-    assert png_size((out / names[1]).read_bytes()) == (900, 600)
-    rows = list(csv.reader(io.StringIO((out / names[2]).read_text(encoding="utf-8"))))
-    assert rows[0] == ["section", "key", "value"]
-    figures = {(section, key): value for section, key, value in rows[1:]}
+    assert names == ["report-acme-2026-10.html", "report-acme-2026-10-compliance.png",
+                     "report-acme-2026-10-response.png", "report-acme-2026-10-trend.png",
+                     "report-acme-2026-10-hours.png", "report-acme-2026-10.csv"]
+    assert png_size((out / names[4]).read_bytes()) == (900, 600)
+    for name in names[1:4]:
+        assert png_size((out / name).read_bytes())[0] == 900
+    figures = csv_figures((out / names[5]).read_text(encoding="utf-8"))
     for key, value in EXPECTED_ROWS.items():
         assert figures[key] == value, key
-    assert sum(int(v) for (section, _), v in figures.items() if section == "hour") == 20
-    assert [k for (section, k) in figures if section == "subject"] == [
+    assert sum(int(v) for (section, _, _), v in figures.items() if section == "hour") == 20
+    assert [k for (section, k, _) in figures if section == "subject"] == [
         "Не работает сайт", "VPN", "Вопрос по счёту"]
+    # No record rows: nothing was met or breached, whatever the tickets' columns say;
+    # the timers of the tickets still open at the month's end are listed as running.
+    assert not [k for k in figures if k[0] == "breach"]
+    assert {item: (figures["sla", item, "measured"], figures["sla", item, "running"])
+            for (section, item, _) in figures if section == "sla"} == {
+        "major/resolution/business_hours": ("0", "6"),
+        # October's four and September's one.
+        "minor/first_response/business_hours": ("0", "5"),
+        "minor/resolution/business_hours": ("0", "5")}
     html = (out / names[0]).read_text(encoding="utf-8")
-    assert '<img src="report-acme-2026-10.png"' in html
+    for name in names[1:5]:
+        assert f'<img src="{name}"' in html
     assert "Отчёт о техподдержке по договору с ACME Ltd" in html
-    assert "<td>Первый ответ</td><td>14</td><td>6</td><td>0</td><td>70 %</td>" in html
-    assert "<td>Первый ответ</td><td>16</td><td>30 мин</td><td>1 ч</td>" in html
+    assert "<p>Нарушений сроков не было.</p>" in html
+    assert "<h3>Сроки, которые на конец месяца ещё шли</h3>" in html
     assert "оценено: <strong>0</strong> (0 %).</p>\n<p>В этом месяце оценок не было.</p>" in html
     assert ("<tr><th>Вид договора на момент регистрации</th><th>Обращений</th></tr>\n"
             "<tr><td>Комплексное обслуживание (техническая поддержка и сопровождение прикладного"
@@ -203,18 +221,21 @@ def test_mailed_report_has_inline_chart_and_csv_and_scheduled_run_sends_once(
     parts = {part.get_content_type(): part for part in msg.walk()}
     assert msg.get_content_type() == "multipart/mixed"
     assert "multipart/related" in parts
-    image = parts["image/png"]
-    cid = str(image["Content-ID"]).strip("<>")
-    assert cid == "chart-acme-2026-10@mt.provider.example"
-    assert f'<img src="cid:{cid}"' in parts["text/html"].get_content()
-    assert png_size(image.get_content()) == (900, 600)
+    images = [part for part in msg.walk() if part.get_content_type() == "image/png"]
+    cids = [str(image["Content-ID"]).strip("<>") for image in images]
+    assert cids == [f"{name}-report-acme-2026-10@mt.provider.example"
+                    for name in ("compliance", "response", "trend", "hours")]
+    for cid in cids:
+        assert f'<img src="cid:{cid}"' in parts["text/html"].get_content()
+    assert png_size(images[3].get_content()) == (900, 600)
     attachment = parts["text/csv"]
     assert attachment.get_filename() == "report-acme-2026-10.csv"
-    figures = {(r[0], r[1]): r[2] for r in csv.reader(io.StringIO(attachment.get_content()))}
-    assert (figures[("summary", "tickets")], figures[("priority", "critical")]) == ("20", "10")
+    figures = csv_figures(attachment.get_content())
+    assert (figures[("summary", "", "tickets")], figures[("priority", "critical", "tickets")]) == (
+        "20", "10")
     assert "Зарегистрировано обращений: 20" in parts["text/plain"].get_content()
-    assert (figures[("services", "contract_type")], figures[("satisfaction", "resolved")]) == (
-        "technical_support", "10")
+    assert (figures[("services", "", "contract_type")],
+            figures[("satisfaction", "", "resolved")]) == ("technical_support", "10")
     assert "Вид договора: Техническая поддержка\r\n" in parts["text/plain"].get_content()
 
 
@@ -223,12 +244,10 @@ def test_scheduler_runs_the_monthly_reports_at_the_configured_day_and_time(
 ) -> None:
     # The shipped config: monthly = true, day 1, 09:00 Europe/Moscow.
     cfg = config_mod.load(example_config(tmp_path, sqlite_url))
-    notifier = Notifier(cfg, Renderer(cfg.templates_dir))
-
     engine = make_engine(sqlite_url)
 
     async def run() -> tuple[list[str], datetime | None]:
-        scheduler = Scheduler(make_sessionmaker(engine), cfg, notifier)
+        scheduler = Scheduler(assemble(cfg, engine))
         scheduler.start()
         try:
             return scheduler.job_ids(), scheduler.next_run_time("monthly_reports")
@@ -355,19 +374,25 @@ def live_october(h: Harness) -> None:
 
 
 LIVE_ROWS = {
-    ("summary", "tickets"): "9",
-    ("satisfaction", "resolved"): "6", ("satisfaction", "rating_requested"): "6",
-    ("satisfaction", "rated"): "5", ("satisfaction", "percent_rated"): "83.3",
-    ("satisfaction", "average"): "3.2", ("satisfaction", "low_threshold"): "2",
-    ("rating", "1"): "1", ("rating", "2"): "1", ("rating", "3"): "0", ("rating", "4"): "2",
-    ("rating", "5"): "1",
-    ("low_rating", "MT-5"): "1", ("low_rating_comment", "MT-5"): "сайт так и не работает",
-    ("low_rating", "MT-3"): "2", ("low_rating_comment", "MT-3"): "Долго ждали ответа, два дня.",
-    ("services", "contract_type"): "complex", ("services", "human_requests"): "7",
-    ("services", "monitoring_alerts"): "2", ("services", "alert_mails"): "4",
-    ("services", "alert_flaps"): "1", ("services", "engineer_minutes"): "135",
-    ("contract_type", "complex"): "9",
-    ("routing_rule", "acme 1C goes to L2"): "1", ("routing_rule", "database alerts to the DBA"): "1",
+    ("summary", "", "tickets"): "9",
+    ("satisfaction", "", "resolved"): "6", ("satisfaction", "", "rating_requested"): "6",
+    ("satisfaction", "", "rated"): "5", ("satisfaction", "", "percent_rated"): "83.3",
+    ("satisfaction", "", "average"): "3.2", ("satisfaction", "", "low_threshold"): "2",
+    ("rating", "1", "tickets"): "1", ("rating", "2", "tickets"): "1",
+    ("rating", "3", "tickets"): "0", ("rating", "4", "tickets"): "2",
+    ("rating", "5", "tickets"): "1",
+    ("low_rating", "MT-5", "rating"): "1", ("low_rating", "MT-5", "comment"): "сайт так и не работает",
+    ("low_rating", "MT-3", "rating"): "2",
+    ("low_rating", "MT-3", "comment"): "Долго ждали ответа, два дня.",
+    ("services", "", "contract_type"): "complex", ("services", "", "human_requests"): "7",
+    ("services", "", "monitoring_alerts"): "2", ("services", "", "alert_mails"): "4",
+    ("services", "", "alert_flaps"): "1", ("services", "", "engineer_minutes"): "135",
+    ("contract_type", "complex", "tickets"): "9",
+}
+# Only in the provider's internal variant: our routing rules.
+LIVE_RULES = {
+    ("routing_rule", "acme 1C goes to L2", "tickets"): "1",
+    ("routing_rule", "database alerts to the DBA", "tickets"): "1",
 }
 
 LIVE_TEXT = {
@@ -388,9 +413,6 @@ LIVE_TEXT = {
         "  Обращения сотрудников: 7\n"
         "  Оповещения мониторинга: 2 (писем мониторинга: 4, повторов после восстановления: 1)\n"
         "  Учтённое время инженеров: 2 ч 15 мин\n"
-        "  Сработавшие правила маршрутизации:\n"
-        "    acme 1C goes to L2: 1\n"
-        "    database alerts to the DBA: 1\n"
         "\n"
         "С уважением,"
     ),
@@ -410,9 +432,6 @@ LIVE_TEXT = {
         "  Requests from people: 7\n"
         "  Monitoring alerts:    2 (alert mails: 4, flapping: 1)\n"
         "  Engineer time recorded: 2 h 15 min\n"
-        "  Routing rules applied:\n"
-        "    acme 1C goes to L2: 1\n"
-        "    database alerts to the DBA: 1\n"
         "\n"
         "Kind regards,"
     ),
@@ -433,9 +452,9 @@ LIVE_HTML = (
     "<tr><td>Оповещения мониторинга</td><td>2</td></tr>",
     "<p>Писем мониторинга: 4; повторов проблемы после восстановления: 1. "
     "Учтённое время инженеров: 2 ч 15 мин.</p>",
-    "<tr><td>acme 1C goes to L2</td><td>1</td></tr>\n"
-    "<tr><td>database alerts to the DBA</td><td>1</td></tr>",
 )
+LIVE_RULES_HTML = ("<tr><td>acme 1C goes to L2</td><td>1</td></tr>\n"
+                   "<tr><td>database alerts to the DBA</td><td>1</td></tr>")
 
 
 def test_month_with_ratings_and_alerts_reports_satisfaction_and_services(
@@ -455,22 +474,33 @@ def test_month_with_ratings_and_alerts_reports_satisfaction_and_services(
         assert (rows[7].alert_count, rows[7].alert_flaps, rows[9].line) == (3, 1, "L3")
         assert (rows[2].rating_comment, rows[4].rating_comment) == ("спасибо!", None)
         # What the report shows: its text in both locales, and the files of --out.
+        charts = {name: f"{name}.png" for name in export.CHARTS}
+        context = export.template_context(report, charts, "report.csv")
         for locale, expected in LIVE_TEXT.items():
-            context = reports.template_context(report, "chart.png", "report.csv")
             text = h.notifier.renderer.render("monthly_report", locale, context).text
             assert expected in text, locale
-        figures = {(row[0], row[1]): row[2]
-                   for row in csv.reader(io.StringIO(reports.to_csv(report)))}
+        figures = csv_figures(export.to_csv(report))
+        internal_figures = csv_figures(export.to_csv(report, internal=True))
         html = h.notifier.renderer.render("monthly_report", "ru", context).html or ""
+        internal = h.notifier.renderer.render(
+            "monthly_report", "ru", export.template_context(report, charts, "report.csv",
+                                                            internal=True))
     finally:
         h.close()
     for key, value in LIVE_ROWS.items():
         assert figures[key] == value, key
+        assert internal_figures[key] == value, key
     # Only the low ratings are listed, lowest first; alert tickets are never rated.
-    assert [k for (section, k) in figures if section == "low_rating"] == ["MT-5", "MT-3"]
-    assert [k for (section, k) in figures if section == "routing_rule"] == [
-        "acme 1C goes to L2", "database alerts to the DBA"]
+    assert [k for (section, k, key) in figures if section == "low_rating" and key == "rating"] \
+        == ["MT-5", "MT-3"]
+    # Routing rule names are our configuration: only the internal variant has them.
+    assert not [k for k in figures if k[0] == "routing_rule"]
+    assert {k: v for k, v in internal_figures.items() if k[0] == "routing_rule"} == LIVE_RULES
     for fragment in LIVE_HTML:
         assert fragment in html, fragment
+    assert "acme 1C goes to L2" not in html
+    assert LIVE_RULES_HTML in (internal.html or "")
+    assert ("  Сработавшие правила маршрутизации:\n    acme 1C goes to L2: 1\n"
+            "    database alerts to the DBA: 1\n") in internal.text
     # One contract type all month: no per-type table.
     assert "Вид договора на момент регистрации" not in html

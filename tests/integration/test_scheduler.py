@@ -70,7 +70,7 @@ def hs(sqlite_url: str, tmp_path: Path) -> Iterator[Harness]:
 def scan_at(h: Harness, when: datetime) -> sla_scan.ScanResult:
     """A fresh scheduler object each time: every scan is also a restart."""
     h.clock.now = when
-    return Scheduler(h.factory, h.config, h.notifier, clock=h.clock).sla_scan()
+    return Scheduler(h.app, clock=h.clock).sla_scan()
 
 
 def sla_mails(h: Harness) -> list[tuple[str, str]]:
@@ -146,11 +146,15 @@ def test_critical_ticket_friday_evening_warnings_escalations_pages_and_incident_
     assert sorted(r.rcpt_tos[0] for r in reports) == [ADMIN, CUSTOMER]
     to_customer = next(r for r in reports if r.rcpt_tos == [CUSTOMER])
     subject = str(as_message(to_customer)["Subject"])
-    assert subject == f"[#MT-{t.id}] Сообщение о нарушениях: [АВАРИЯ] Не работает сайт"
+    assert subject == f"[#MT-{t.id}] Сообщение о нарушении SLA: [АВАРИЯ] Не работает сайт"
     text = body_text(to_customer).replace("\r\n", "\n")
-    assert "Первый ответ: 35 мин из 30 мин — с нарушением срока" in text
-    assert "Восстановление: 3 ч 20 мин из 4 ч — в срок" in text
-    assert "Истёк срок первого ответа: пт, 20.11.2026 20:20 MSK" in text
+    assert ("  Первый ответ, приоритет критический\n    норматив:    30 мин\n"
+            "    срок:        пт, 20.11.2026 20:20 MSK\n    фактически:  пт, 20.11.2026 20:25 MSK\n"
+            "    итог:        нарушен, просрочка 5 мин\n") in text
+    assert ("  Решение, приоритет критический\n    норматив:    4 ч\n"
+            "    срок:        пт, 20.11.2026 23:50 MSK\n    фактически:  пт, 20.11.2026 23:10 MSK\n"
+            "    итог:        в срок\n") in text
+    assert "пт, 20.11.2026 20:20 MSK  нарушение SLA: истёк срок первого ответа" in text
     assert "Причина:\nОтказ диска на веб-сервере" in text
     assert "Принятые меры:\nДиск заменён, сайт восстановлен" in text
     # Engineers appear by name, never by address (as in their replies to customers).
@@ -164,8 +168,24 @@ def test_critical_ticket_friday_evening_warnings_escalations_pages_and_incident_
         assert scan_at(h, when).events == 0
     assert sla_mails(h) == []
     assert ticket(h, t.id).next_sla_check_at is None
+    # The SLA record: what was sent, how each timer ended, and the report marker.
     with transaction(h.factory) as s:
-        assert s.scalar(select(func.count()).select_from(SlaEvent)) == 4  # 3 SLA + the report
+        record = s.execute(select(SlaEvent.timer, SlaEvent.kind, SlaEvent.deadline,
+                                  SlaEvent.due_at, SlaEvent.overdue_minutes, SlaEvent.priority)
+                           .order_by(SlaEvent.id)).all()
+    assert [tuple(r) for r in record] == [
+        ("first_response", "warning", msk(2026, 11, 20, 20, 12, 30), msk(2026, 11, 20, 20, 20),
+         None, "critical"),
+        ("first_response", "breach", msk(2026, 11, 20, 20, 20), msk(2026, 11, 20, 20, 20),
+         None, "critical"),
+        ("first_response", "met", msk(2026, 11, 20, 20, 25), msk(2026, 11, 20, 20, 20),
+         5, "critical"),
+        ("resolution", "warning", msk(2026, 11, 20, 22, 50), msk(2026, 11, 20, 23, 50),
+         None, "critical"),
+        ("resolution", "met", msk(2026, 11, 20, 23, 10), msk(2026, 11, 20, 23, 50),
+         None, "critical"),
+        ("incident_report", "sent", msk(2026, 11, 20, 23, 10), None, None, None),
+    ]
 
 
 def test_business_hours_ticket_wakes_nobody_and_waits_after_downtime(hs: Harness) -> None:
@@ -280,16 +300,17 @@ def test_sla_show_prints_the_explanation_and_events_sent(
     assert out[1].startswith("Plan: standard (standard); priority critical")
     assert "Calendar: 24x7 (UTC; 24/7)" in out
     # The real clock is days past every threshold: one was sent, three wait for a scan.
-    assert [line for line in out if line.startswith("Event due:")] == [
-        "Event due: first_response warning at 2026-11-20 Fri 17:12:30 UTC; "
-        "sent 2026-11-20 Fri 17:13 UTC",
-        "Event due: first_response breach at 2026-11-20 Fri 17:20 UTC; not sent yet",
-        "Event due: resolution warning at 2026-11-20 Fri 19:50 UTC; not sent yet",
-        "Event due: resolution breach at 2026-11-20 Fri 20:50 UTC; not sent yet",
+    assert [line for line in out if line.startswith("Due, not recorded yet:")] == [
+        "Due, not recorded yet: first_response breach at 2026-11-20 Fri 17:20 UTC",
+        "Due, not recorded yet: resolution warning at 2026-11-20 Fri 19:50 UTC",
+        "Due, not recorded yet: resolution breach at 2026-11-20 Fri 20:50 UTC",
     ]
-    assert out[-1] == ("Sent: first_response warning (threshold 2026-11-20 Fri 17:12:30 UTC) "
-                       f"at 2026-11-20 Fri 17:13 UTC to {LEAD} (assignee); {ANNA} (oncall); "
-                       f"{VERA} (oncall)")
+    assert out[-2:] == [
+        "Record:",
+        "  2026-11-20 Fri 17:12:30 UTC  first_response warning (due 2026-11-20 Fri 17:20 UTC; "
+        f"critical); sent 2026-11-20 Fri 17:13 UTC to {LEAD} (assignee), {ANNA} (oncall), "
+        f"{VERA} (oncall)",
+    ]
     assert cli.main(["-c", str(config), "sla", "show", "MT-999"]) == 4
     assert capsys.readouterr().err == "mailticket: no ticket MT-999\n"
 
@@ -300,7 +321,7 @@ def test_start_up_scan_catches_up(hs: Harness) -> None:
     hs.new_outbox()
 
     async def run() -> list[str]:
-        scheduler = Scheduler(hs.factory, hs.config, hs.notifier, clock=hs.clock)
+        scheduler = Scheduler(hs.app, clock=hs.clock)
         scheduler.start()
         try:
             for _ in range(200):
@@ -314,7 +335,8 @@ def test_start_up_scan_catches_up(hs: Harness) -> None:
     assert asyncio.run(run()) == ["sla_scan", "housekeeping"]
     # Four events (two per timer), each once, each to Lead, Vera and Anna.
     with transaction(hs.factory) as s:
-        assert s.scalar(select(func.count()).select_from(SlaEvent)) == 4
+        assert s.scalar(select(func.count()).select_from(SlaEvent)
+                        .where(SlaEvent.kind.in_(["warning", "breach"]))) == 4
     assert len(sla_mails(hs)) == 12
 
 

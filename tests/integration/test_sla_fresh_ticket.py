@@ -81,8 +81,9 @@ def test_status_change_or_reply_in_the_same_transaction_reads_the_database(
                             from_addr="support@provider.example", to_addrs=[CUSTOMER],
                             subject="Re: Принтер", text="Перезагрузите", now=NOW)
         assert not tickets.untouched_since_open(session, replied)
-        clock = sla_service.clock_of(session, waiting)
+        clock, counted, _ = sla_service.clock_of(session, waiting)
+        assert counted == ((NOW, None),)
         assert clock.pauses == ((NOW, None),)
         sla_service.restamp(session, config, waiting, NOW)
         sla_service.restamp(session, config, replied, NOW)
-        assert sla_service.clock_of(session, replied).unanswered_since is None
+        assert sla_service.clock_of(session, replied)[0].unanswered_since is None

@@ -2,27 +2,27 @@
 
 A child process runs the scheduler's SLA scan over five overdue critical
 tickets (each has four events due, fourteen mails in all) under the shipped
-config, one ticket per transaction. It is killed in the middle, a fresh scan
-runs as the restarted daemon would on start-up, and every event must then be
-recorded once with every one of its mails queued once: nothing lost with the
-killed transaction, nothing repeated from the committed ones.
+config, one ticket per transaction. It is killed in the middle (held by a
+test-only gate inside the third ticket's transaction, not after a race with
+the clock), a fresh scan runs as the restarted daemon would on start-up, and
+every event must then be recorded once with every one of its mails queued
+once: nothing lost with the killed transaction, nothing repeated from the
+committed ones.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
+from daemon_proc import Gates
+from sqlalchemy import select
 from support.configs import REPO
 from test_sla_scenario import ANNA, BORIS, CLARA, CUSTOMER, DMITRY, shipped_config
 
@@ -50,32 +50,27 @@ CHILD = """
 import dataclasses, sys
 from datetime import datetime
 from pathlib import Path
+from sqlalchemy import event
 from mailticket import config
 from mailticket.escalation import scan as sla_scan
 from mailticket.outbound.notify import Notifier
 from mailticket.outbound.render import Renderer
+from mailticket.runners.gates import DirectoryGate
 from mailticket.store.db import make_engine, make_sessionmaker
 cfg = config.load(Path(sys.argv[1]))
 cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url=sys.argv[2]))
 factory = make_sessionmaker(make_engine(sys.argv[2]))
+# The test's gate on the scan's own sessions: with one ticket per batch, the third
+# commit is the third ticket's; it is held there with its events written, uncommitted.
+gate = DirectoryGate(Path(sys.argv[4]), {"sla_scan.before_commit": frozenset({3})})
+def hold(session):
+    if not session.in_nested_transaction():  # savepoints fire before_commit too
+        gate("sla_scan.before_commit")
+event.listen(factory, "before_commit", hold)
 notifier = Notifier(cfg, Renderer(cfg.templates_dir))
-print("scanning", flush=True)
 sla_scan.scan(factory, notifier, datetime.fromisoformat(sys.argv[3]), batch_size=1)
 print("finished", flush=True)
 """
-
-
-def events_recorded(db_url: str) -> int:
-    """SLA events committed so far, read without taking the write lock (SQLite: a WAL reader)."""
-    if db_url.startswith("sqlite"):
-        with closing(sqlite3.connect(make_url(db_url).database or "")) as conn:
-            return int(conn.execute("SELECT count(*) FROM sla_events").fetchone()[0])
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(SlaEvent)).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def per_ticket_state(factory) -> dict[int, tuple[int, list[tuple[str, str]]]]:  # type: ignore[no-untyped-def]
@@ -90,7 +85,9 @@ def per_ticket_state(factory) -> dict[int, tuple[int, list[tuple[str, str]]]]:  
     return {i: (events.get(i, 0), sorted(mails.get(i, []))) for i in range(1, TICKETS + 1)}
 
 
-def test_scan_killed_midway_then_restarted_sends_each_mail_once(db_url: str) -> None:
+def test_scan_killed_midway_then_restarted_sends_each_mail_once(
+    db_url: str, tmp_path: Path
+) -> None:
     cfg = shipped_config(db_url)
     engine = make_engine(db_url)
     factory = make_sessionmaker(engine)
@@ -101,26 +98,23 @@ def test_scan_killed_midway_then_restarted_sends_each_mail_once(db_url: str) -> 
                              contract_id="acme", requester=CUSTOMER, assignee=ANNA, locale="ru",
                              created_at=OPENED, updated_at=OPENED, next_sla_check_at=OPENED))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        gates = Gates(tmp_path / "gates")
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(REPO / "config.example.toml"), db_url,
-             NOW.isoformat()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             NOW.isoformat(), str(gates.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         try:
-            assert child.stdout is not None and child.stdout.readline() == "scanning\n"
-            # Kill it once two tickets are committed: the third is then in flight.
-            deadline = time.monotonic() + 30
-            recorded = 0
-            while recorded < 8 and time.monotonic() < deadline and child.poll() is None:
-                time.sleep(0.005)
-                recorded = events_recorded(db_url)
+            # Two tickets are committed, the third is in flight: kill it there.
+            gates.wait("sla_scan.before_commit@3", child)
             child.send_signal(signal.SIGKILL)
         finally:
             child.wait(10)
-        assert child.returncode == -signal.SIGKILL, child.stderr.read() if child.stderr else ""
+        assert child.returncode == -signal.SIGKILL
 
         # Each ticket is all or nothing: four events and fourteen mails, or none of either.
         before = per_ticket_state(factory)
         done = [i for i, (events, _) in before.items() if events]
-        assert 2 <= len(done) < TICKETS
+        assert len(done) == 2
         for events, mails in before.values():
             assert (events, mails) in ((4, PER_TICKET), (0, []))
 

@@ -1,9 +1,14 @@
-"""Business-time arithmetic: nights, weekends, holidays, moved working days, DST, properties."""
+"""Business-time arithmetic: nights, weekends, holidays, moved working days, DST, properties.
+
+Also the order of a date's sources: dated hours, own extra working days, own holidays,
+the national production calendar (any year, memoised per calendar), the week.
+"""
 
 from __future__ import annotations
 
 import itertools
 from datetime import UTC, date, datetime, time, timedelta
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,10 +21,12 @@ from mailticket.sla.business_hours import (
     add_business_time,
     business_minutes_between,
     business_time_between,
+    day_hours,
     is_working_time,
     next_working_time,
     working_intervals,
 )
+from mailticket.sla.production_calendar import national_year
 
 MSK = ZoneInfo("Europe/Moscow")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -286,6 +293,99 @@ def test_always_open_is_clock_arithmetic() -> None:
     ]
 
 
+def test_always_open_with_a_display_zone_still_counts_every_minute() -> None:
+    shown_in_vladivostok = Calendar("24x7", "Asia/Vladivostok", weekdays(), always_open=True)
+    start = msk(2026, 12, 31, 23, 0)
+    assert business_minutes_between(shown_in_vladivostok, start, start + timedelta(days=7)) == (
+        7 * 1440
+    )
+    assert add_business_minutes(shown_in_vladivostok, start, 90) == start + timedelta(minutes=90)
+
+
+# --- national calendar, own lists and dated hours -----------------------------------
+
+RU = Calendar("ru", "Europe/Moscow", weekdays(iv("09:00", "18:00")), country="RU")
+
+
+def test_national_calendar_answers_for_any_year() -> None:
+    # 2010: Saturday 27 February was worked so that Monday 22 February was free.
+    assert day_hours(RU, date(2010, 2, 27)) == (iv("09:00", "18:00"),)
+    assert day_hours(RU, date(2010, 2, 22)) == ()
+    # 2031 has no decree yet, but New Year holidays are fixed by law.
+    assert day_hours(RU, date(2031, 1, 2)) == ()
+    assert day_hours(RU, date(2031, 1, 9)) == (iv("09:00", "18:00"),)
+    # Tuesday 31 December 2024 was a day off by the 2024 decree.
+    assert not is_working_time(RU, msk(2024, 12, 31, 12, 0))
+
+
+def test_each_year_is_worked_out_once_per_calendar() -> None:
+    calendar = Calendar("memo", "Europe/Moscow", weekdays(iv("09:00", "18:00")), country="RU")
+    assert calendar.year_memo == {}
+    minutes = business_minutes_between(calendar, msk(2024, 12, 20), msk(2026, 1, 20))
+    assert set(calendar.year_memo) == {2024, 2025, 2026}
+    table = calendar.year_memo[2025]
+    assert business_minutes_between(calendar, msk(2024, 12, 20), msk(2026, 1, 20)) == minutes
+    assert calendar.year_memo[2025] is table
+    # The memo is no part of the value.
+    fresh = Calendar("memo", "Europe/Moscow", weekdays(iv("09:00", "18:00")), country="RU")
+    assert calendar == fresh
+    assert hash(calendar) == hash(fresh)
+
+
+def test_own_lists_win_over_the_national_calendar() -> None:
+    own = Calendar(
+        "own",
+        "Europe/Moscow",
+        weekdays(iv("09:00", "18:00")),
+        holidays=frozenset({date(2025, 11, 1)}),  # the decree's working Saturday
+        extra_working_days=frozenset({date(2025, 11, 3)}),  # the decree's day off
+        extra_day_hours=(iv("10:00", "14:00"),),
+        country="RU",
+    )
+    assert day_hours(own, date(2025, 11, 1)) == ()
+    assert day_hours(own, date(2025, 11, 3)) == (iv("10:00", "14:00"),)
+    assert day_hours(own, date(2025, 11, 4)) == ()  # Unity Day stays a holiday
+    # The decree's other worked days use extra_day_hours as well.
+    assert day_hours(own, date(2024, 4, 27)) == (iv("10:00", "14:00"),)
+
+
+def test_dated_hours_win_over_everything() -> None:
+    dated = Calendar(
+        "dated",
+        "Europe/Moscow",
+        weekdays(iv("08:00", "20:00")),
+        holidays=frozenset({date(2026, 6, 10)}),
+        country="RU",
+        days=MappingProxyType(
+            {
+                date(2026, 4, 30): (iv("08:00", "19:00"),),  # pre-holiday, one hour shorter
+                date(2026, 5, 1): (iv("10:00", "12:00"),),  # a holiday worked by contract
+                date(2026, 5, 6): (),  # a contract's own day off
+                date(2026, 6, 10): (iv("09:00", "10:00"),),  # even over own holidays
+            }
+        ),
+    )
+    assert business_minutes_between(dated, msk(2026, 4, 30), msk(2026, 5, 1)) == 11 * 60
+    assert business_minutes_between(dated, msk(2026, 5, 1), msk(2026, 5, 2)) == 2 * 60
+    assert not is_working_time(dated, msk(2026, 5, 6, 12, 0))
+    assert day_hours(dated, date(2026, 6, 10)) == (iv("09:00", "10:00"),)
+    # The shortened day closes at 19:00, so half of the hour lands on 1 May's dated hours.
+    assert add_business_minutes(dated, msk(2026, 4, 30, 18, 30), 60) == msk(2026, 5, 1, 10, 30)
+
+
+def test_dated_hours_alone_bound_an_open_ended_search() -> None:
+    only = Calendar(
+        "only-dated",
+        "Europe/Moscow",
+        weekdays(days=range(0)),
+        country="RU",
+        days=MappingProxyType({date(2026, 3, 2): (iv("10:00", "11:00"),), date(2026, 3, 3): ()}),
+    )
+    assert add_business_minutes(only, msk(2026, 3, 1), 30) == msk(2026, 3, 2, 10, 30)
+    with pytest.raises(ValueError, match="no working time"):
+        add_business_minutes(only, msk(2026, 3, 1), 61)
+
+
 # --- errors --------------------------------------------------------------------------
 
 
@@ -367,6 +467,8 @@ def calendars(draw: st.DrawFn) -> Calendar:
         extra_working_days=frozenset(draw(st.lists(DAYS, max_size=3))),
         extra_day_hours=draw(st.lists(INTERVALS, max_size=1).map(tuple)),
         always_open=draw(st.integers(0, 9)) == 0,
+        country=draw(st.sampled_from((None, None, "RU"))),
+        days=MappingProxyType(draw(st.dictionaries(DAYS, DAY_HOURS, max_size=3))),
     )
 
 
@@ -382,10 +484,15 @@ def oracle_is_working(calendar: Calendar, t: datetime) -> bool:
         return True
     local = t.astimezone(ZoneInfo(calendar.timezone))
     day, wall = local.date(), local.time().replace(tzinfo=None)
-    if day in calendar.extra_working_days:
+    national = national_year(calendar.country, day.year) if calendar.country else None
+    if day in calendar.days:
+        hours = calendar.days[day]
+    elif day in calendar.extra_working_days:
         hours = calendar.extra_day_hours or calendar.week[0]
-    elif day in calendar.holidays:
+    elif day in calendar.holidays or (national and day in national.days_off):
         hours = ()
+    elif national and day in national.worked:
+        hours = calendar.extra_day_hours or calendar.week[0]
     else:
         hours = calendar.week[day.weekday()]
     return any(i.start <= wall and (i.end == time(0) or wall < i.end) for i in hours)

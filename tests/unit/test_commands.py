@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from mailticket.policy.commands import Command, ParsedCommands, parse_commands, parse_duration
+from mailticket.policy.commands import (
+    Command,
+    ParsedCommands,
+    local_instant,
+    parse_commands,
+    parse_duration,
+)
+
+MSK = ZoneInfo("Europe/Moscow")
 
 
 def only(parsed: ParsedCommands) -> Command:
@@ -69,6 +80,17 @@ def errors(parsed: ParsedCommands) -> list[tuple[str, str]]:
         ("#actions Added monitoring", "actions", "Added monitoring"),
         ("#меры Добавлен мониторинг", "actions", "Добавлен мониторинг"),
         ("#kb Backup-Disk-Full", "kb", "backup-disk-full"),
+        ("#impact Orders are not accepted", "impact", "Orders are not accepted"),
+        ("#влияние Не принимаются заказы", "impact", "Не принимаются заказы"),
+        ("#prevention Disk alert at 80 %", "prevention", "Disk alert at 80 %"),
+        ("#профилактика Оповещение о диске", "prevention", "Оповещение о диске"),
+        ("#предотвращение Оповещение о диске", "prevention", "Оповещение о диске"),
+        ("#restored", "restored", None),
+        ("#restored 4:30", "restored", "04:30"),
+        ("#восстановлено 2026-11-21 04:30", "restored", "2026-11-21 04:30"),
+        ("#восстановлено 21.11.2026 4:30", "restored", "2026-11-21 04:30"),
+        ("#started 02:10", "started", "02:10"),
+        ("#начало 2026-11-21T02:10", "started", "2026-11-21 02:10"),
     ],
 )
 def test_each_command(line: str, name: str, arg: str | None) -> None:
@@ -109,6 +131,12 @@ def test_each_command(line: str, name: str, arg: str | None) -> None:
         ("#merge 123", "#merge: expects a ticket reference such as MT-123, got '123'"),
         ("#cause", "#cause: expects a text"),
         ("#меры", "#меры: expects a text"),
+        ("#impact", "#impact: expects a text"),
+        ("#started", "#started: expects a time HH:MM or YYYY-MM-DD HH:MM"),
+        ("#restored 25:00", "#restored: expects a time HH:MM or YYYY-MM-DD HH:MM, got '25:00'"),
+        ("#начало вчера", "#начало: expects a time HH:MM or YYYY-MM-DD HH:MM, got 'вчера'"),
+        ("#restored 2026-02-30 10:00",
+         "#restored: expects a time HH:MM or YYYY-MM-DD HH:MM, got '2026-02-30 10:00'"),
         (
             "#kb two words",
             "#kb: expects a knowledge-base slug (letters, digits, . _ -), got 'two words'",
@@ -129,7 +157,8 @@ def test_unknown_command() -> None:
         (
             "#frobnicate 3",
             "unknown command; known: #status, #priority, #assign, #line, #internal, #time, "
-            "#cc, #uncc, #merge, #close, #cause, #actions, #kb",
+            "#cc, #uncc, #merge, #close, #cause, #actions, #kb, #impact, #restored, "
+            "#prevention, #started",
         )
     ]
     assert parsed.body == "Text"
@@ -213,3 +242,19 @@ def test_at_most_twenty_commands() -> None:
 )
 def test_parse_duration(value: str, minutes: int | None) -> None:
     assert parse_duration(value) == minutes
+
+
+@pytest.mark.parametrize(
+    ("value", "now", "expected"),
+    [
+        # A bare time is the latest such time not after now: today, or yesterday evening.
+        ("04:30", datetime(2026, 11, 21, 5, 0, tzinfo=MSK), datetime(2026, 11, 21, 4, 30, tzinfo=MSK)),
+        ("23:40", datetime(2026, 11, 21, 0, 10, tzinfo=MSK), datetime(2026, 11, 20, 23, 40, tzinfo=MSK)),
+        ("00:10", datetime(2026, 11, 21, 0, 10, tzinfo=MSK), datetime(2026, 11, 21, 0, 10, tzinfo=MSK)),
+        # A full date is taken as written, in the zone (the handler refuses the future).
+        ("2026-11-25 10:00", datetime(2026, 11, 21, 5, 0, tzinfo=MSK),
+         datetime(2026, 11, 25, 10, 0, tzinfo=MSK)),
+    ],
+)
+def test_local_instant(value: str, now: datetime, expected: datetime) -> None:
+    assert local_instant(value, MSK, now.astimezone(UTC)) == expected

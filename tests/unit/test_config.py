@@ -21,6 +21,8 @@ from mailticket.model import (
     Priority,
     PriorityTargets,
 )
+from mailticket.sla.business_hours import day_hours
+from mailticket.sla.production_calendar import has_decree, package_version
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.toml"
@@ -62,19 +64,22 @@ def test_example_config_loads_as_shipped() -> None:
 def test_example_calendars() -> None:
     cfg = config.load(EXAMPLE, today=TODAY)
     assert cfg.calendars["24x7"] == Calendar(
-        id="24x7", timezone="UTC", week=((),) * 7, always_open=True
+        id="24x7", timezone="Europe/Moscow", week=((),) * 7, always_open=True
     )
     business = cfg.calendars["business"]
     day = (Interval(time(8, 0), time(20, 0)),)
     assert business.timezone == "Europe/Moscow"
     assert business.week == (day, day, day, day, day, (), ())
-    # The Russian production calendar is merged for 2024..2030 (today's year -1 .. +5).
-    assert date(2025, 11, 3) in business.holidays
-    assert date(2026, 1, 9) in business.holidays
-    assert date(2024, 12, 31) in business.holidays
-    assert date(2023, 12, 29) not in business.holidays
-    assert date(2025, 11, 1) in business.extra_working_days
-    assert date(2025, 11, 4) in business.holidays
+    # The Russian production calendar is looked up for whichever year is asked,
+    # however far from today.
+    assert business.country == "RU"
+    assert business.holidays == frozenset()
+    for off in (date(2025, 11, 3), date(2026, 1, 9), date(2024, 12, 31), date(2019, 5, 2)):
+        assert day_hours(business, off) == (), off
+    assert day_hours(business, date(2023, 12, 29)) == day
+    for worked in (date(2025, 11, 1), date(2024, 4, 27), date(2024, 12, 28)):
+        assert day_hours(business, worked) == day, worked
+    assert day_hours(business, date(2025, 11, 4)) == ()
 
 
 def test_example_plan_engineers_contracts() -> None:
@@ -375,13 +380,130 @@ extra_day_hours = ["10:00-16:00"]
         Interval(time(14, 0), time(18, 0)),
     )
     # The admin worked Monday 3 November and rested on the decreed working Saturday.
-    assert date(2025, 11, 3) not in calendar.holidays
-    assert date(2025, 11, 3) in calendar.extra_working_days
-    assert date(2025, 11, 1) in calendar.holidays
-    assert date(2025, 11, 1) not in calendar.extra_working_days
-    assert date(2025, 12, 30) in calendar.holidays
-    assert date(2025, 11, 4) in calendar.holidays
+    assert calendar.country == "RU"
+    assert calendar.holidays == {date(2025, 11, 1), date(2025, 12, 30)}
+    assert calendar.extra_working_days == {date(2025, 11, 3)}
     assert calendar.extra_day_hours == (Interval(time(10, 0), time(16, 0)),)
+    assert day_hours(calendar, date(2025, 11, 3)) == (Interval(time(10, 0), time(16, 0)),)
+    assert day_hours(calendar, date(2025, 11, 1)) == ()
+    assert day_hours(calendar, date(2025, 12, 30)) == ()
+    assert day_hours(calendar, date(2025, 11, 4)) == ()
+
+
+def test_dated_hours_and_a_24x7_display_zone(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+[calendars.msk]
+timezone = "Europe/Moscow"
+country = "RU"
+mon = ["08:00-20:00"]
+fri = ["08:00-20:00"]
+
+[calendars.msk.days]
+"2026-04-30" = ["08:00-19:00"]
+2026-05-04 = []
+"2026-05-09" = ["10:00-12:00", "13:00-14:00"]
+
+[calendars.always]
+always_open = true
+timezone = "Asia/Vladivostok"
+""",
+    )
+    calendars = config.load(path, today=TODAY).calendars
+    msk = calendars["msk"]
+    assert dict(msk.days) == {
+        date(2026, 4, 30): (Interval(time(8, 0), time(19, 0)),),
+        date(2026, 5, 4): (),
+        date(2026, 5, 9): (Interval(time(10, 0), time(12, 0)), Interval(time(13, 0), time(14, 0))),
+    }
+    assert day_hours(msk, date(2026, 4, 30)) == (Interval(time(8, 0), time(19, 0)),)
+    assert day_hours(msk, date(2026, 5, 4)) == ()
+    assert calendars["always"] == Calendar(
+        id="always", timezone="Asia/Vladivostok", week=((),) * 7, always_open=True
+    )
+
+
+def test_dated_hours_mistakes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+[calendars.a]
+timezone = "Europe/Moscow"
+mon = ["08:00-20:00"]
+holidays = [2026-05-04]
+extra_working_days = [2026-05-09]
+days = { "2026-04-31" = [], "2026-05-04" = [], "2026-05-09" = ["08:00"], "2026-05-12" = "08:00-19:00" }
+
+[calendars.b]
+timezone = "Europe/Moscow"
+mon = ["08:00-20:00"]
+days = ["2026-04-30"]
+
+[calendars.c]
+always_open = true
+country = "RU"
+holidays = [2026-05-04]
+
+[calendars.c.days]
+2026-04-30 = ["08:00-19:00"]
+""",
+    )
+    assert problems(path) == [
+        "DIR/mt.toml:6: calendars.a.days.2026-04-31:"
+        " expected a date like 2026-04-30 as the key, got '2026-04-31'",
+        "DIR/mt.toml:6: calendars.a.days.2026-05-09[0]:"
+        " expected an interval like 08:00-20:00, got '08:00'",
+        "DIR/mt.toml:6: calendars.a.days.2026-05-12:"
+        ' expected a list like ["08:00-20:00"], got \'08:00-19:00\'',
+        "DIR/mt.toml:6: calendars.a.days.2026-05-04:"
+        " 2026-05-04 is also listed in holidays; give it in one place",
+        "DIR/mt.toml:6: calendars.a.days.2026-05-09:"
+        " 2026-05-09 is also listed in extra_working_days; give it in one place",
+        "DIR/mt.toml:11: calendars.b.days:"
+        ' expected a table like { "2026-04-30" = ["08:00-19:00"] }, got a list',
+        "DIR/mt.toml:15: calendars.c.country:"
+        " cannot be combined with always_open: every minute counts",
+        "DIR/mt.toml:16: calendars.c.holidays:"
+        " cannot be combined with always_open: every minute counts",
+        "DIR/mt.toml:18: calendars.c.days:"
+        " cannot be combined with always_open: every minute counts",
+    ]
+
+
+RU_CALENDAR = """\
+[calendars.msk]
+timezone = "Europe/Moscow"
+country = "RU"
+mon = ["08:00-20:00"]
+
+[calendars.local]
+timezone = "Europe/Moscow"
+mon = ["08:00-20:00"]
+"""
+
+
+def test_a_missing_decree_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, RU_CALENDAR)
+    # The last year whose decree the installed package knows; it grows with upgrades.
+    known = max(year for year in range(2026, 2101) if has_decree("RU", year))
+    # This year's decree is known, and next year's is not due before October.
+    assert config.load(path, today=date(known, 9, 30)).warnings == ()
+    # From October on next year's counts: it is usually signed by then.
+    (warning,) = config.load(path, today=date(known, 10, 1)).warnings
+    assert warning.reason.startswith(f"holidays {package_version()} has no RU decree"
+                                     f" of moved days off for {known + 1}: ")
+    # A year without its own decree: a warning, never an error.
+    assert config.check(path, today=date(known + 1, 9, 30)) == []
+    cfg = config.load(path, today=date(known + 1, 9, 30))
+    assert [str(w).replace(str(tmp_path), "DIR") for w in cfg.warnings] == [
+        f"DIR/mt.toml:3: calendars.msk.country: holidays {package_version()} has no RU decree"
+        f" of moved days off for {known + 1}: weekend holidays are not moved and no Saturday"
+        " is worked; upgrade the holidays package (or list that year's days in holidays,"
+        " extra_working_days or [calendars.msk.days])"
+    ]
+    (late,) = config.load(path, today=date(known + 1, 10, 1)).warnings
+    assert f"for {known + 1}, {known + 2}:" in late.reason
 
 
 # --- references between sections ------------------------------------------

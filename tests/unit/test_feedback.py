@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailticket.processing.ratings import parse_rating_address, parse_rating_reply, rating_address
+from mailticket.mail.addresses import parse_rating_address, rating_address
+from mailticket.processing.ratings import parse_rating_reply
 
 SECRET = "test-secret-0123456789"
 SUPPORT = "support@provider.example"

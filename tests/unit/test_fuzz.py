@@ -1,7 +1,8 @@
 """Fuzzing the pure mail path: parse → classify → authenticate → thread keys → compose.
 
-Hypothesis mutates real mail (the RT corpus beside the checkout, and mail
-built by ``support.mails``) with byte flips, splices, truncation and hostile
+Hypothesis mutates real-looking mail (the project's regression mails in
+tests/mails, mail built by ``support.mails``, and the RT corpus when ../shared
+is beside the checkout) with byte flips, splices, truncation and hostile
 fragments (bare CR/LF, NUL, encoded words, deep MIME, long headers), then runs
 every pure stage. The only exception allowed is ``UnparseableMessage`` (a
 recorded, polite refusal); anything else, or more than ``MAX_SECONDS`` for one
@@ -27,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from support.configs import make_config
+from support.corpora import RT_CORPUS, regression_mails, rt_corpus_files
 from support.mails import build
 
 from mailticket.errors import UnparseableMessage
@@ -38,7 +40,6 @@ from mailticket.model import Envelope
 from mailticket.policy.auth import authenticate
 from mailticket.policy.thread_keys import thread_keys
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "rt"
 MAX_SECONDS = 2.0
 QUICK_EXAMPLES = 200
 FUZZ_SECONDS = float(os.environ.get("MAILTICKET_FUZZ_SECONDS", "0") or 0)
@@ -46,9 +47,13 @@ CONFIG = make_config(Path("/nonexistent"), "sqlite://")
 TODAY = date(2026, 11, 20)
 
 
-def _seeds() -> list[bytes]:
-    corpus = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md")
-    built = [
+OWN = [p.read_bytes() for p in regression_mails()]
+RT = [p.read_bytes() for p in rt_corpus_files()]
+
+
+def _built() -> list[bytes]:
+    """Mail built by ``support.mails`` for what the files lack: commands, loops, a path name."""
+    return [
         build(from_="Иван <ivan@acme.example>"),
         build(from_="anna@provider.example", to="support+r1-1-20000-aaaaaaaaaaaaaaaaaaaaaaaaaa"
               "@provider.example", subject="Re: [#MT-1] x", body="#status closed\nok",
@@ -61,10 +66,11 @@ def _seeds() -> list[bytes]:
               body="This is the mail system at host mx.example.\n\n<ivan@acme.example>: "
               "host said: 550 5.1.1 user unknown"),
     ]
-    return [p.read_bytes() for p in corpus] + built
 
 
-SEEDS = _seeds()
+# Always the own and the built mail; the RT corpus adds its 60 when ../shared is there.
+BUILT = _built()
+SEEDS = OWN + BUILT + RT
 FRAGMENTS = [
     b"\r\n", b"\n", b"\r", b"\x00", b"\xff\xfe", b"\r\n\r\n", b"\r\n.\r\n", b"\n.\n",
     b"=?UTF-8?Q?=0D=0ABcc:_evil@x.example?=", b"=?koi8-r?B?8NLJ18XU?=", b"=?x-unknown?Q?a?=",
@@ -188,9 +194,17 @@ def test_inputs_found_by_fuzzing(raw: bytes) -> None:
     assert parse(raw).from_addr == "a@b.example"
 
 
-def test_seeds_cover_the_corpus_and_built_mail() -> None:
-    assert len(SEEDS) == 65
-    for raw in SEEDS:
+def test_seeds_cover_the_regression_mails_and_built_mail() -> None:
+    assert (len(OWN), len(BUILT)) == (17, 5)
+    for raw in OWN + BUILT:
+        run_pure_path(raw)
+
+
+@pytest.mark.skipif(not RT, reason=f"{RT_CORPUS} not found: the RT corpus seeds are an extra set "
+                    "kept in ../shared beside the repo")
+def test_seeds_cover_the_rt_corpus() -> None:
+    assert len(RT) == 60
+    for raw in RT:
         run_pure_path(raw)
 
 

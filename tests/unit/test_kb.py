@@ -113,13 +113,15 @@ def test_load_reports_bad_and_duplicate_files(tmp_path: Path) -> None:
 
 def test_suggest_gives_one_entry_per_slug(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, "sqlite://", kb=KbConfig(dir=KB, suggestions=3))
-    assert kb.suggest(cfg, "Не могу подключиться к VPN", "VPN отключается каждые 5 минут") == [
+    base = kb.load(KB)
+    assert kb.suggest(base, cfg.kb, "Не могу подключиться к VPN",
+                      "VPN отключается каждые 5 минут") == [
         {"slug": "vpn-reconnect", "title": "VPN не подключается или постоянно отключается"}]
-    assert kb.suggest(make_config(tmp_path, "sqlite://"), "VPN", "VPN") == []
+    assert kb.suggest(base, make_config(tmp_path, "sqlite://").kb, "VPN", "VPN") == []
 
 
 def test_kb_command_inserts_the_article_in_the_ticket_locale(tmp_path: Path) -> None:
-    cfg = make_config(tmp_path, "sqlite://", kb=KbConfig(dir=KB))
+    cfg = kb.load(KB)
     parsed = parse_commands("#kb password-reset\nДобрый день! Вот инструкция:")
     [command] = parsed.commands
     assert kb.check_command(cfg, "ru", command) == (

@@ -3,7 +3,8 @@
 Every check compares with the stdlib itself: ``BytesParser(policy=compat32)``
 and ``get_payload(decode=True)`` on the same bytes. The lean path is forced on
 small mail here (``lean_from=0, min_run=1``: every run of base64-alphabet lines
-becomes a placeholder), so the corpus and the mutated mail exercise it on
+becomes a placeholder), so the regression mails (tests/mails), the RT corpus
+when ../shared is beside the checkout, and the mutated mail exercise it on
 every line shape the parser distinguishes. The last test holds the point of
 it: parsing a mail with an 8 MB attachment allocates about one more copy of
 the mail, where ``parsebytes`` and ``get_payload`` took nine.
@@ -18,19 +19,25 @@ import os
 import tracemalloc
 from email.message import Message
 from email.parser import BytesParser
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from support.corpora import (
+    REGRESSION_MAILS,
+    RT_CORPUS,
+    regression_mails,
+    rt_corpus_files,
+    rt_corpus_params,
+)
 from support.mails import build
 
 from mailticket.mail.body import _SERIALISE
 from mailticket.mail.lean import Runs, parse_tree
 from mailticket.mail.parse import parse
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "rt"
-CORPUS_FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md")
+# Seeds of the mutation test: always the own mails, plus the RT corpus when present.
+SEED_FILES = regression_mails() + rt_corpus_files()
 STDLIB = BytesParser(policy=email.policy.compat32)
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
@@ -65,11 +72,20 @@ def assert_same_as_stdlib(raw: bytes, *, lean_from: int = 0, min_run: int = 1) -
     return runs
 
 
-@pytest.mark.parametrize("name", [p.relative_to(CORPUS).as_posix() for p in CORPUS_FILES])
-def test_rt_corpus_parses_as_the_stdlib_does(name: str) -> None:
-    raw = (CORPUS / name).read_bytes()
+def assert_same_as_stdlib_both_line_ends(raw: bytes) -> None:
+    """The file as it is, and with every line end made CRLF."""
     assert_same_as_stdlib(raw)
     assert_same_as_stdlib(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+
+
+@pytest.mark.parametrize("name", [p.name for p in regression_mails()])
+def test_regression_mails_parse_as_the_stdlib_does(name: str) -> None:
+    assert_same_as_stdlib_both_line_ends((REGRESSION_MAILS / name).read_bytes())
+
+
+@pytest.mark.parametrize("name", rt_corpus_params())
+def test_rt_corpus_parses_as_the_stdlib_does(name: str) -> None:
+    assert_same_as_stdlib_both_line_ends((RT_CORPUS / name).read_bytes())
 
 
 def _b64_lines(data: bytes, end: bytes) -> bytes:
@@ -122,8 +138,8 @@ _FRAGMENTS = [b"\r", b"\n", b"\r\n", b"\r\r\n", b"\n\n", b"--", b"From x\n", b"X
 
 @st.composite
 def mutated_mail(draw: st.DrawFn) -> bytes:
-    """A corpus mail with base64 runs and hostile fragments inserted between its lines."""
-    raw = draw(st.sampled_from(CORPUS_FILES)).read_bytes()
+    """A seed mail with base64 runs and hostile fragments inserted between its lines."""
+    raw = draw(st.sampled_from(SEED_FILES)).read_bytes()
     lines = raw.splitlines(keepends=True)
     for _ in range(draw(st.integers(1, 4))):
         end = draw(st.sampled_from([b"\n", b"\r\n"]))

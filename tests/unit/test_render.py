@@ -17,8 +17,11 @@ from mailticket.outbound.render import (
     format_duration,
     normalise_locale,
 )
-from mailticket.reports.monthly import Compliance, MonthlyReport, Times, template_context
+from mailticket.reports.export import CHARTS, template_context
+from mailticket.reports.monthly import MonthlyReport, TrendRow
+from mailticket.reports.sla_table import BreachLine, RunningLine, SlaMonth, TimerRow
 from mailticket.reports.usage import LowRating, Satisfaction, Services
+from mailticket.reports.volume import Volume
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 CREATED = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)  # Friday 19:50 in Moscow
@@ -53,12 +56,37 @@ def engineer_ticket() -> dict[str, Any]:
 
 
 def incident_context() -> dict[str, Any]:
-    """A critical ticket answered 5 minutes late and resolved in time."""
+    """A critical ticket answered 5 minutes late; service restored at 23:00, resolved at 23:10."""
     breach = CREATED + timedelta(minutes=30)
     reply = CREATED + timedelta(minutes=35)
+    restored = RESOLVED - timedelta(minutes=10)
     return {
         "ticket": ticket(priority="critical", status="resolved", contract_name="ООО «Ромашка»"),
-        "resolved_at": RESOLVED,
+        "incident": {
+            "breached": True,
+            "was_critical": True,
+            "summary": "Принтер не печатает.",
+            "impact": "Бухгалтерия не может печатать счета.",
+            "cause": "Закончился тонер.",
+            "actions": "Картридж заменён.\nПринтер проверен.",
+            "prevention": "Запасной картридж хранится в офисе.",
+            "started_at": CREATED - timedelta(minutes=20),
+            "detected_at": CREATED,
+            "detected_by": "mail",
+            "first_response_at": reply,
+            "restored_at": restored,
+            "restored_by": "engineer",
+            "resolved_at": RESOLVED,
+            "outage_minutes": 210,
+            "timers": [
+                {"timer": "first_response", "priority": "critical", "period": 0,
+                 "target_minutes": 30, "due_at": breach, "ended_at": reply, "met": True,
+                 "breached": True, "overdue_minutes": 5},
+                {"timer": "resolution", "priority": "critical", "period": 0,
+                 "target_minutes": 240, "due_at": CREATED + timedelta(minutes=240),
+                 "ended_at": RESOLVED, "met": True, "breached": False, "overdue_minutes": None},
+            ],
+        },
         "timeline": [
             {"at": CREATED, "kind": "opened", "actor": "ivan@romashka.ru", "detail": {}},
             {"at": CREATED, "kind": "customer", "actor": "ivan@romashka.ru",
@@ -68,19 +96,11 @@ def incident_context() -> dict[str, Any]:
             {"at": reply, "kind": "reply", "actor": "Анна Смирнова",
              "detail": {"text": "Меняем картридж."}},
             {"at": reply, "kind": "cause", "actor": "Анна Смирнова", "detail": {"text": "тонер"}},
+            {"at": restored, "kind": "restored", "actor": "Анна Смирнова",
+             "detail": {"source": "engineer"}},
             {"at": RESOLVED, "kind": "status", "actor": "Анна Смирнова",
              "detail": {"from": "open", "to": "resolved"}},
         ],
-        "timers": [
-            {"timer": "first_response", "target_minutes": 30, "used_minutes": 35,
-             "due_at": breach, "ended_at": reply, "met": True, "in_time": False},
-            {"timer": "resolution", "target_minutes": 240, "used_minutes": 200,
-             "due_at": CREATED + timedelta(minutes=240), "ended_at": RESOLVED, "met": True,
-             "in_time": True},
-        ],
-        "breaches": [{"timer": "first_response", "deadline": breach}],
-        "cause": "Закончился тонер.",
-        "actions": "Картридж заменён.\nПринтер проверен.",
     }
 
 
@@ -89,19 +109,38 @@ def monthly_context() -> dict[str, Any]:
 
     Five resolved requests, four rated (5, 4, 2 with a two-line comment, 1 without
     one); two of the seven tickets came from monitoring; one was opened while the
-    contract was still technical support.
+    contract was still technical support. One critical first response was late;
+    a major resolution still ran at the month's end.
     """
+    end = datetime(2026, 10, 31, 21, 0, tzinfo=UTC)
     report = MonthlyReport(
         contract_id="romashka", contract_name="ООО «Ромашка»", month="2026-10",
-        start=datetime(2026, 9, 30, 21, 0, tzinfo=UTC), end=datetime(2026, 10, 31, 21, 0, tzinfo=UTC),
-        timezone="Europe/Moscow", total=7,
-        by_priority={"critical": 1, "major": 2, "minor": 4, "technical": 0},
-        by_line={"L1": 6, "L2": 1, "L3": 0, "L4": 0},
-        compliance=(Compliance("first_response", 5, 1, 1), Compliance("resolution", 3, 1, 3)),
-        response=Times(6, 45.0, 150), resolution=Times(4, 600.0, 1500),
-        by_hour=tuple(3 if h == 10 else int(h in (9, 14, 15, 16)) for h in range(24)),
-        by_weekday=(3, 1, 1, 1, 1, 0, 0),
-        subjects=(("Не печатает принтер", 3), ("VPN", 2)),
+        start=datetime(2026, 9, 30, 21, 0, tzinfo=UTC), end=end,
+        timezone="Europe/Moscow", as_of=end, plan_name="Стандарт", previous_month="2026-09",
+        closed_at=end + timedelta(hours=9), last_event_id=41, backlog_start=2, backlog_end=3,
+        volume=Volume(
+            total=7, by_priority={"critical": 1, "major": 2, "minor": 4, "technical": 0},
+            by_line={"L1": 6, "L2": 1, "L3": 0, "L4": 0},
+            by_hour=tuple(3 if h == 10 else int(h in (9, 14, 15, 16)) for h in range(24)),
+            by_weekday=(3, 1, 1, 1, 1, 0, 0),
+            subjects=(("Не печатает принтер", 3), ("VPN", 2)),
+        ),
+        previous_total=5,
+        sla=SlaMonth(
+            rows=(
+                TimerRow("critical", "first_response", "24x7", True, (30,), tickets=1, met=0,
+                         breached=1, answered=1, median=45.0, p90=45,
+                         distribution=(0, 0, 0, 0, 1)),
+                TimerRow("major", "resolution", "business", False, (960,), tickets=2, met=2,
+                         running=1, answered=2, median=600.0, p90=900,
+                         distribution=(0, 1, 0, 1, 0)),
+            ),
+            breaches=(BreachLine("MT-9", "first_response", "critical", CREATED, RESOLVED,
+                                 False, 15, True, "24x7", True, "", None),),
+            running=(RunningLine("MT-12", "resolution", "major", DUE, False, 960, False),),
+        ),
+        trend=(TrendRow("critical", 100.0, 0.0, 0, 1), TrendRow("major", None, 100.0, 0, 0),
+               TrendRow("total", 100.0, 66.7, 0, 1)),
         satisfaction=Satisfaction(
             resolved=5, requested=5, rated=4, average=3.0, distribution=(1, 1, 0, 1, 1),
             low_threshold=2,
@@ -114,7 +153,7 @@ def monthly_context() -> dict[str, Any]:
             by_rule=(("1C goes to L2", 2),), engineer_minutes=330,
         ),
     )
-    return template_context(report, "cid:chart-romashka-2026-10@example.ru",
+    return template_context(report, {c: f"cid:{c}-romashka-2026-10@example.ru" for c in CHARTS},
                             "report-romashka-2026-10.csv")
 
 
@@ -173,6 +212,7 @@ def contexts() -> dict[str, dict[str, Any]]:
             "timer": "resolution",
             "deadline": DUE,
             "recipient_role": "escalation",
+            "changed_at": None,
         },
         "rating_request": {
             "ticket": ticket(status="resolved"),
@@ -216,8 +256,8 @@ SUBJECTS = {
     ("rating_request", "en"): "[#MT-12] How did we do? Не печатает принтер",
     ("low_rating", "ru"): "[#MT-12] Низкая оценка 2 из 5 (ООО «Ромашка»): Не печатает принтер",
     ("low_rating", "en"): "[#MT-12] Low rating 2/5 (ООО «Ромашка»): Не печатает принтер",
-    ("incident_report", "ru"): "[#MT-12] Сообщение о нарушениях: Не печатает принтер",
-    ("incident_report", "en"): "[#MT-12] Incident report: Не печатает принтер",
+    ("incident_report", "ru"): "[#MT-12] Сообщение о нарушении SLA: Не печатает принтер",
+    ("incident_report", "en"): "[#MT-12] SLA breach notice: Не печатает принтер",
     ("monthly_report", "ru"): "Отчёт о техподдержке за 2026-10: ООО «Ромашка»",
     ("monthly_report", "en"): "Support report 2026-10: ООО «Ромашка»",
 }
@@ -290,32 +330,60 @@ PHRASES = {
     ("low_rating", "en"): ["The customer rated ticket MT-12 2 out of 5.",
                            "Rated by:  ivan@romashka.ru", "Долго ждали ответа.", "#status open"],
     ("incident_report", "ru"): [
-        "Сообщение о нарушениях по обращению MT-12", "Договор:      ООО «Ромашка»",
-        "Приоритет:    критический", "Решено:       пт, 20.11.2026 23:10 MSK",
-        "  Первый ответ: 35 мин из 30 мин — с нарушением срока\n"
-        "  Восстановление: 3 ч 20 мин из 4 ч — в срок\n",
-        "Нарушения:\n  Истёк срок первого ответа: пт, 20.11.2026 20:20 MSK\n",
+        "Сообщение о нарушении SLA\nОбращение MT-12: Не печатает принтер\n",
+        "Договор:      ООО «Ромашка»\nПриоритет:    критический\n",
+        "Что произошло (со слов заявителя):\nПринтер не печатает.\n",
+        "Влияние на работу:\nБухгалтерия не может печатать счета.\n",
+        "  Начало:                  пт, 20.11.2026 19:30 MSK\n"
+        "  Обнаружено:              пт, 20.11.2026 19:50 MSK (письмо заявителя)\n"
+        "  Первый ответ:            пт, 20.11.2026 20:25 MSK\n"
+        "  Работа восстановлена:    пт, 20.11.2026 23:00 MSK (по отметке инженера)\n"
+        "  Обращение решено:        пт, 20.11.2026 23:10 MSK\n"
+        "  Длительность инцидента:  3 ч 30 мин (от начала до восстановления)\n",
         "Причина:\nЗакончился тонер.\n", "Принятые меры:\nКартридж заменён.\nПринтер проверен.\n",
+        "Меры по предотвращению:\nЗапасной картридж хранится в офисе.\n",
+        "  Первый ответ, приоритет критический\n    норматив:    30 мин\n"
+        "    срок:        пт, 20.11.2026 20:20 MSK\n    фактически:  пт, 20.11.2026 20:25 MSK\n"
+        "    итог:        нарушен, просрочка 5 мин\n"
+        "  Решение, приоритет критический\n    норматив:    4 ч\n",
         "  пт, 20.11.2026 20:20 MSK  нарушение SLA: истёк срок первого ответа\n"
         "  пт, 20.11.2026 20:25 MSK  ответ Анна Смирнова: Меняем картридж.\n"
         "  пт, 20.11.2026 20:25 MSK  причина записана (Анна Смирнова)\n"
+        "  пт, 20.11.2026 23:00 MSK  работа восстановлена (Анна Смирнова)\n"
         "  пт, 20.11.2026 23:10 MSK  статус: в работе → решено (Анна Смирнова)\n"],
     ("incident_report", "en"): [
-        "Incident report for ticket MT-12", "Resolved:   Fri 20 Nov 2026 23:10 MSK",
-        "  First response: 35 min of 30 min - missed\n  Resolution: 3 h 20 min of 4 h - met\n",
-        "  First response deadline missed at Fri 20 Nov 2026 20:20 MSK\n",
+        "SLA breach notice\nTicket MT-12: Не печатает принтер\n",
+        "What happened (in the requester's words):\nПринтер не печатает.\n",
+        "  Service restored:  Fri 20 Nov 2026 23:00 MSK (recorded by an engineer)\n"
+        "  Ticket resolved:   Fri 20 Nov 2026 23:10 MSK\n",
+        "  First response, priority critical\n    target:  30 min\n"
+        "    due:     Fri 20 Nov 2026 20:20 MSK\n    actual:  Fri 20 Nov 2026 20:25 MSK\n"
+        "    result:  breached, 5 min late\n  Resolution, priority critical\n",
         "Cause:\nЗакончился тонер.\n", "Actions taken:\nКартридж заменён.\nПринтер проверен.\n",
+        "Prevention:\nЗапасной картридж хранится в офисе.\n",
         "  Fri 20 Nov 2026 19:50 MSK  message from ivan@romashka.ru: Принтер не печатает.\n",
         "  Fri 20 Nov 2026 20:25 MSK  cause recorded by Анна Смирнова\n"],
     ("monthly_report", "ru"): [
         "Отчёт о техподдержке по договору с ООО «Ромашка»\n"
-        "Период: чт, 01.10.2026 00:00 MSK — сб, 31.10.2026 23:59 MSK\n",
-        "Зарегистрировано обращений: 7", "  Критический: 1\n  Высокий: 2\n  Обычный: 4\n",
-        "  L1: 6\n  L2: 1\n",
-        "  Первый ответ: 83,3 % в срок (5 в срок, 1 с нарушением, 1 в работе)",
-        "  Решение: 75 % в срок (3 в срок, 1 с нарушением, 3 в работе)",
-        "  Первый ответ: медиана 45 мин, 90-й процентиль 2 ч 30 мин (обращений: 6)",
-        "  Решение:      медиана 10 ч, 90-й процентиль 25 ч (обращений: 4)",
+        "Период: чт, 01.10.2026 00:00 MSK — сб, 31.10.2026 23:59 MSK\n"
+        "Цифры зафиксированы вс, 01.11.2026 09:00 MSK и при повторном формировании не меняются.\n",
+        "Зарегистрировано обращений: 7 (в прошлом месяце: 5)\n"
+        "В работе на начало месяца: 2; на конец месяца: 3\n"
+        "Соблюдение сроков SLA в целом: 66,7 % (нарушений: 1); в прошлом месяце: 100 % "
+        "(нарушений: 0).\n",
+        "  Критический: 1\n  Высокий: 2\n  Обычный: 4\n", "  L1: 6\n  L2: 1\n",
+        "Критический — первый ответ (срок 30 мин, круглосуточно)\n"
+        "  Сроков: 1 (обращений: 1); в срок: 0; с нарушением: 1; соблюдение: 0 %\n"
+        "  Медиана: 45 мин; 90-й процентиль: 45 мин (измерено: 1)\n",
+        "Высокий — решение (срок 16 ч, рабочее время)\n"
+        "  Сроков: 2 (обращений: 2); в срок: 2; с нарушением: 0; соблюдение: 100 %\n"
+        "  Медиана: 10 ч; 90-й процентиль: 15 ч (измерено: 2)\n"
+        "  Сколько срока заняло: до 25 % — 0, 25–50 % — 1, 50–75 % — 0, 75–100 % — 1, "
+        "позже срока — 0\n  Ещё шли на конец месяца: 1\n",
+        "Нарушения сроков (1):\n  MT-9, критический, первый ответ: срок пт, 20.11.2026 19:50 "
+        "MSK; выполнено пт, 20.11.2026 23:10 MSK; просрочка 15 мин (круглосуточно)\n",
+        "  MT-12, высокий, решение: срок пн, 23.11.2026 10:00 MSK\n",
+        "  Критический: соблюдение 100 % → 0 % (−100 п. п.); нарушений 0 → 1\n",
         "с 10:00 до 11:00; день недели — понедельник.", "report-romashka-2026-10.csv",
         "  3 × Не печатает принтер\n  2 × VPN\n",
         "Оценка работы (обращения, решённые в этом месяце):\n"
@@ -333,13 +401,14 @@ PHRASES = {
         "  Учтённое время инженеров: 5 ч 30 мин\n"
         "  Обращения по виду договора на момент регистрации:\n"
         "    Комплексное обслуживание (техническая поддержка и сопровождение прикладного ПО): 6\n"
-        "    Техническая поддержка: 1\n"
-        "  Сработавшие правила маршрутизации:\n    1C goes to L2: 2\n"],
+        "    Техническая поддержка: 1\n\nС уважением,"],
     ("monthly_report", "en"): [
         "Support report for ООО «Ромашка»\n"
         "Period: Thu 1 Oct 2026 00:00 MSK - Sat 31 Oct 2026 23:59 MSK\n",
-        "Tickets opened: 7", "  First response: 83.3 % in time (5 in time, 1 breached, 1 still running)",
-        "  Resolution:     median 10 h, 90th percentile 25 h (4 tickets)",
+        "Tickets opened: 7 (previous month: 5)",
+        "Critical - first response (target 30 min, 24/7)\n"
+        "  Timers: 1 (tickets: 1); met: 0; breached: 1; compliance: 0 %\n",
+        "  Median: 10 h; 90th percentile: 15 h (2 measured)\n",
         "Busiest hour: 10:00-11:00; busiest weekday: Monday.",
         "  3 x Не печатает принтер\n  2 x VPN\n",
         "Customer satisfaction (requests resolved this month):\n"
@@ -356,8 +425,7 @@ PHRASES = {
         "  Engineer time recorded: 5 h 30 min\n"
         "  Tickets by contract type at opening:\n"
         "    Complex support (technical and application software): 6\n"
-        "    Technical support: 1\n"
-        "  Routing rules applied:\n    1C goes to L2: 2\n"],
+        "    Technical support: 1\n\nKind regards,"],
 }
 
 CASES = sorted(SUBJECTS)
@@ -455,14 +523,21 @@ def test_report_html_shows_the_chart_and_escapes_engineer_text(
     renderer: Renderer, locale: str
 ) -> None:
     monthly = renderer.render("monthly_report", locale, monthly_context()).html or ""
-    assert '<img src="cid:chart-romashka-2026-10@example.ru"' in monthly
+    for chart in CHARTS:
+        assert f'<img src="cid:{chart}-romashka-2026-10@example.ru"' in monthly
+    # Routing rules are the provider's configuration: only the internal variant shows them.
+    assert "1C goes to L2" not in monthly
+    internal = renderer.render("monthly_report", locale,
+                               monthly_context() | {"internal": True}).html or ""
+    assert "<td>1C goes to L2</td><td>2</td>" in internal
     assert "report-romashka-2026-10.csv" in monthly
     # The customer's comment is the customer's text: escaped, line breaks kept.
     assert ("<td>MT-4</td><td>VPN</td><td>2</td><td>Долго ждали ответа.<br>\n"
             "И &lt;b&gt;грубо&lt;/b&gt;.</td></tr>") in monthly
     assert "<b>грубо</b>" not in monthly
     assert "<tr><td>5</td><td>1</td></tr>\n<tr><td>4</td><td>1</td></tr>\n" in monthly
-    context = incident_context() | {"cause": "<b>disk</b> & RAID"}
+    context = incident_context()
+    context["incident"]["cause"] = "<b>disk</b> & RAID"
     incident = renderer.render("incident_report", locale, context).html or ""
     assert "&lt;b&gt;disk&lt;/b&gt; &amp; RAID" in incident
     assert "<b>disk</b>" not in incident

@@ -19,7 +19,7 @@ from mailticket.sla.clock import (
     deadlines,
     evaluate,
 )
-from mailticket.sla.explain import explain
+from mailticket.sla.explain import RecordedEvent, explain
 
 MSK = ZoneInfo("Europe/Moscow")
 FR, RES, NEXT = Timer.FIRST_RESPONSE, Timer.RESOLUTION, Timer.NEXT_RESPONSE
@@ -187,8 +187,8 @@ def test_open_pause_freezes_timers_after_the_warning() -> None:
     assert status.events_due == (SlaEventDue(FR, WARN, msk(2026, 10, 16, 20, 12, 30), None),)
     assert status.next_check_at is None
     lines = explain(ticket, PLAN, CALENDARS, msk(2026, 10, 17, 12, 0))
-    assert "Paused (waiting on customer): 2026-10-16 Fri 20:15 MSK → still waiting" in lines
-    assert "  warning at 2026-10-16 Fri 20:12:30 MSK; due unknown while paused" in lines
+    assert "Paused: 2026-10-16 Fri 20:15 MSK → still paused" in lines
+    assert "  due unknown while paused; warning at 2026-10-16 Fri 20:12:30 MSK" in lines
     assert "Next check: none (nothing more can fire)" in lines
 
     # The customer answers next day at 12:00: five minutes were left.
@@ -353,37 +353,61 @@ def test_waking_only_at_next_check_sees_every_event_on_time(ticket: TicketClock)
     assert len(expected) >= 2
 
 
-def test_explain_lists_plan_calendar_intervals_and_events() -> None:
+def test_explain_lists_rules_calendar_intervals_and_events() -> None:
     ticket = clock(Priority.MAJOR, pauses=((msk(2026, 10, 19, 8, 10), msk(2026, 10, 19, 8, 20)),))
     lines = explain(ticket, PLAN, CALENDARS, msk(2026, 10, 19, 9, 0))
     assert lines == [
         "Plan: Standard (standard); priority major; warning at 75% of each target",
+        "Rules: priority change from_start (a new priority's targets count from the ticket's "
+        "start); pause on question (only status waiting set by a reply to the customer pauses)",
         "Calendar: biz (Europe/Moscow; Mon–Fri 08:00–20:00; Sat–Sun off; holidays: 1, extra working days: 0)",
-        "Now: 2026-10-19 Mon 09:00 MSK",
-        "Paused (waiting on customer): 2026-10-19 Mon 08:10 MSK → 2026-10-19 Mon 08:20 MSK",
-        "first_response: 60 business min from 2026-10-16 Fri 19:50 MSK; state breached; used 60 min",
-        "  warning at 2026-10-19 Mon 08:45 MSK; due 2026-10-19 Mon 09:00 MSK",
+        "Times in Europe/Moscow. Now: 2026-10-19 Mon 09:00 MSK",
+        "Paused: 2026-10-19 Mon 08:10 MSK → 2026-10-19 Mon 08:20 MSK",
+        "first_response: target 60 business min, counted from 2026-10-16 Fri 19:50 MSK "
+        "(the ticket's start); state breached",
+        "  due 2026-10-19 Mon 09:00 MSK; warning at 2026-10-19 Mon 08:45 MSK",
+        "  overdue by 0 min so far; used 60 min",
         "  counted 2026-10-16 Fri 19:50 MSK → 2026-10-16 Fri 20:00 MSK (10 min)",
         "  counted 2026-10-19 Mon 08:00 MSK → 2026-10-19 Mon 08:10 MSK (10 min)",
         "  counted 2026-10-19 Mon 08:20 MSK → 2026-10-19 Mon 09:00 MSK (40 min)",
-        "resolution: 480 business min from 2026-10-16 Fri 19:50 MSK; state ok; used 60 min",
-        "  warning at 2026-10-19 Mon 14:00 MSK; due 2026-10-19 Mon 16:00 MSK",
+        "resolution: target 480 business min, counted from 2026-10-16 Fri 19:50 MSK "
+        "(the ticket's start); state ok",
+        "  due 2026-10-19 Mon 16:00 MSK; warning at 2026-10-19 Mon 14:00 MSK",
+        "  used 60 min",
         "  counted 2026-10-16 Fri 19:50 MSK → 2026-10-16 Fri 20:00 MSK (10 min)",
         "  counted 2026-10-19 Mon 08:00 MSK → 2026-10-19 Mon 08:10 MSK (10 min)",
         "  counted 2026-10-19 Mon 08:20 MSK → 2026-10-19 Mon 09:00 MSK (40 min)",
-        "Event due: first_response warning at 2026-10-19 Mon 08:45 MSK",
-        "Event due: first_response breach at 2026-10-19 Mon 09:00 MSK",
+        "Due, not recorded yet: first_response warning at 2026-10-19 Mon 08:45 MSK",
+        "Due, not recorded yet: first_response breach at 2026-10-19 Mon 09:00 MSK",
         "Next check: 2026-10-19 Mon 14:00 MSK",
+        "Record: nothing yet",
     ]
 
 
-def test_explain_says_which_fired_events_were_sent() -> None:
-    ticket = clock(Priority.MAJOR)
-    now = msk(2026, 10, 19, 9, 0)
-    warned = evaluate(ticket, PLAN, CALENDARS, now).events_due[0]
-    lines = explain(ticket, PLAN, CALENDARS, now, {warned.key: msk(2026, 10, 19, 8, 36)})
-    assert [line for line in lines if line.startswith("Event due:")] == [
-        "Event due: first_response warning at 2026-10-19 Mon 08:35 MSK; "
-        "sent 2026-10-19 Mon 08:36 MSK",
-        "Event due: first_response breach at 2026-10-19 Mon 08:50 MSK; not sent yet",
+def test_explain_prints_the_record_with_recipients_and_the_due_time_when_met() -> None:
+    """Answered 09:40 (due 08:50): the met line keeps the due time and the overdue minutes."""
+    answered = clock(Priority.MAJOR, first_response_at=msk(2026, 10, 19, 9, 40))
+    now = msk(2026, 10, 19, 10, 0)
+    warned = RecordedEvent("first_response", "warning", msk(2026, 10, 19, 8, 35),
+                           msk(2026, 10, 19, 8, 36), due_at=msk(2026, 10, 19, 8, 50),
+                           priority="major", recipients=("anna@x.example (assignee)",))
+    breached = RecordedEvent("first_response", "breach", msk(2026, 10, 19, 8, 50),
+                             msk(2026, 10, 19, 8, 50), due_at=msk(2026, 10, 19, 8, 50),
+                             priority="major", recipients=("anna@x.example (assignee)",
+                                                           "vera@x.example (escalation)"))
+    met = RecordedEvent("first_response", "met", msk(2026, 10, 19, 9, 40),
+                        msk(2026, 10, 19, 9, 40), due_at=msk(2026, 10, 19, 8, 50),
+                        overdue_minutes=50, priority="major")
+    lines = explain(answered, PLAN, CALENDARS, now, [warned, breached, met])
+    assert "  met at 2026-10-19 Mon 09:40 MSK: 50 min overdue; used 110 of 60 min" in lines
+    assert "  due 2026-10-19 Mon 08:50 MSK (as it stood when met); " \
+           "warning at 2026-10-19 Mon 08:35 MSK" in lines
+    assert lines[lines.index("Record:") + 1:] == [
+        "  2026-10-19 Mon 08:35 MSK  first_response warning (due 2026-10-19 Mon 08:50 MSK; major)"
+        "; sent 2026-10-19 Mon 08:36 MSK to anna@x.example (assignee)",
+        "  2026-10-19 Mon 08:50 MSK  first_response breach (due 2026-10-19 Mon 08:50 MSK; major)"
+        "; sent 2026-10-19 Mon 08:50 MSK to anna@x.example (assignee), vera@x.example (escalation)",
+        "  2026-10-19 Mon 09:40 MSK  first_response met (due 2026-10-19 Mon 08:50 MSK; "
+        "50 min overdue; major)",
     ]
+    assert not any(line.startswith("Due, not recorded yet") for line in lines)
