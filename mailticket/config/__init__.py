@@ -1,7 +1,7 @@
 """config: the one TOML file an admin edits, read into frozen typed dataclasses.
 
 Owns: reading, typing and validating the file (every problem with file, line,
-key and reason), the national production calendar merge and the engineer
+key and reason), the national production calendar lookup and the engineer
 password format. Callers use this package's names (``Config``, ``load``,
 ``check``, ``format_problems``); only ``daemon`` and ``cli`` call ``load``.
 May import: ``sla`` (calendar arithmetic), ``model``, ``errors``. Part of the
@@ -10,6 +10,9 @@ pure core: no SQLAlchemy, Jinja2, aiosmtpd, imapclient or APScheduler.
 
 from mailticket.config.load import check, format_problems, load
 from mailticket.config.settings import (
+    EVIDENCE_AUTHENTICATED,
+    EVIDENCE_LEVELS,
+    EVIDENCE_SENDER,
     Config,
     ContractTypeConfig,
     DaemonConfig,
@@ -24,11 +27,15 @@ from mailticket.config.settings import (
     ReportsConfig,
     RoutingRule,
     WorkerConfig,
+    engineer_evidence,
     format_key,
     parse_duration,
 )
 
 __all__ = [
+    "EVIDENCE_AUTHENTICATED",
+    "EVIDENCE_LEVELS",
+    "EVIDENCE_SENDER",
     "Config",
     "ContractTypeConfig",
     "DaemonConfig",
@@ -44,6 +51,7 @@ __all__ = [
     "RoutingRule",
     "WorkerConfig",
     "check",
+    "engineer_evidence",
     "format_key",
     "format_problems",
     "load",

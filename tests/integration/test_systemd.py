@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import shlex
 import signal
 import smtplib
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from daemon_proc import REPO, Daemon, free_port, tickets, wait_until, write_config
+from daemon_proc import REPO, Daemon, cli, free_port, tickets, wait_until, write_config
 from support.mails import build
 
 NEWCO = """
@@ -64,7 +65,10 @@ def test_ready_reload_and_stop(tmp_path: Path) -> None:
         assert daemon.proc is not None
         # Before the reload, newco is unknown: no ticket.
         send(port, "cto@newco.example", "before reload")
-        time.sleep(0.5)
+        # Processed (refused as an unknown sender) before we look: no ticket.
+        [refused] = wait_until(lambda: json.loads(
+            cli(config, "spool", "list", "--state", "rejected", "--json").stdout))
+        assert "cto@newco.example" in json.dumps(refused)
         assert tickets(config) == []
 
         config.write_text(config.read_text() + NEWCO)
