@@ -138,11 +138,8 @@ def cmd_tickets_list(args: argparse.Namespace) -> int:
 
 def cmd_tickets_show(args: argparse.Namespace) -> int:
     cfg = common.load_config(args)
-    ref = TicketRef.parse(args.ref, cfg.mail.ticket_prefix)
     with transaction(common.session_factory(cfg)) as session:
-        ticket = session.get(Ticket, ref.number) if ref is not None else None
-        if ticket is None:
-            raise NotFound(f"no ticket {args.ref}")
+        _, ticket = common.ticket_by_ref(session, cfg, args.ref)
         events = session.scalars(
             select(AuditEvent).where(AuditEvent.ticket_id == ticket.id).order_by(AuditEvent.id)
         ).all()

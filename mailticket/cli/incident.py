@@ -15,10 +15,8 @@ import getpass
 from typing import Any
 
 from mailticket.cli import common
-from mailticket.errors import MailticketError, NotFound
-from mailticket.model import TicketRef
+from mailticket.errors import MailticketError
 from mailticket.store.db import transaction
-from mailticket.store.schema import Ticket
 
 
 def cmd_report_incident(args: argparse.Namespace) -> int:
@@ -30,11 +28,8 @@ def cmd_report_incident(args: argparse.Namespace) -> int:
 
     cfg = common.load_config(args)
     notifier = Notifier(cfg, Renderer(cfg.templates_dir))
-    ref = TicketRef.parse(args.ref, cfg.mail.ticket_prefix)
     with transaction(common.session_factory(cfg)) as session:
-        ticket = session.get(Ticket, ref.number) if ref is not None else None
-        if ticket is None:
-            raise NotFound(f"no ticket {args.ref}")
+        ref, ticket = common.ticket_by_ref(session, cfg, args.ref)
         if not args.force:
             if not incident_facts.needs_notice(session, ticket):
                 raise MailticketError(f"{ref} was never critical and breached nothing while "

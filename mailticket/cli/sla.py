@@ -20,11 +20,9 @@ from zoneinfo import ZoneInfo
 
 from mailticket.cli import common
 from mailticket.cli import incident as cli_incident
-from mailticket.errors import MailticketError, NotFound
-from mailticket.model import TicketRef
+from mailticket.errors import MailticketError
 from mailticket.policy import oncall
 from mailticket.store.db import transaction
-from mailticket.store.schema import Ticket
 
 
 def cmd_sla_show(args: argparse.Namespace) -> int:
@@ -32,11 +30,8 @@ def cmd_sla_show(args: argparse.Namespace) -> int:
     from mailticket.tickets import sla_stamp as sla_service
 
     cfg = common.load_config(args)
-    ref = TicketRef.parse(args.ref, cfg.mail.ticket_prefix)
     with transaction(common.session_factory(cfg)) as session:
-        ticket = session.get(Ticket, ref.number) if ref is not None else None
-        if ticket is None:
-            raise NotFound(f"no ticket {args.ref}")
+        ref, ticket = common.ticket_by_ref(session, cfg, args.ref)
         print(f"{ref}  {ticket.subject}")
         for line in sla_service.explain_ticket(session, cfg, ticket, common.utc_now()):
             print(line)
