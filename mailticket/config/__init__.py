@@ -10,9 +10,6 @@ pure core: no SQLAlchemy, Jinja2, aiosmtpd, imapclient or APScheduler.
 
 from mailticket.config.load import check, format_problems, load
 from mailticket.config.settings import (
-    EVIDENCE_AUTHENTICATED,
-    EVIDENCE_LEVELS,
-    EVIDENCE_SENDER,
     Config,
     ContractTypeConfig,
     DaemonConfig,
@@ -27,15 +24,11 @@ from mailticket.config.settings import (
     ReportsConfig,
     RoutingRule,
     WorkerConfig,
-    engineer_evidence,
     format_key,
     parse_duration,
 )
 
 __all__ = [
-    "EVIDENCE_AUTHENTICATED",
-    "EVIDENCE_LEVELS",
-    "EVIDENCE_SENDER",
     "Config",
     "ContractTypeConfig",
     "DaemonConfig",
@@ -51,7 +44,6 @@ __all__ = [
     "RoutingRule",
     "WorkerConfig",
     "check",
-    "engineer_evidence",
     "format_key",
     "format_problems",
     "load",
