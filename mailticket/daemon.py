@@ -29,6 +29,7 @@ from mailticket.intake.submission import EngineerAuthenticator
 from mailticket.metrics import Metrics, start_metrics_server
 from mailticket.runners import gates
 from mailticket.runners.outbox import OutboxDrainer, relay_tls_context
+from mailticket.runners.recovery import Recovery
 from mailticket.runners.scheduler import Scheduler
 from mailticket.runners.worker import SpoolWorker
 from mailticket.store import migrate
@@ -115,6 +116,11 @@ async def serve(config: Config) -> None:
     app = build_app(config)
     if not is_sqlite(app.engine):
         log.info("PostgreSQL backend: several instances may share this database")
+    # Before any worker claims: take back what a dead predecessor held, then beat.
+    recovery = Recovery(app.factory, config.daemon.instance_id, config.daemon.instance_grace,
+                        single_instance=is_sqlite(app.engine))
+    released = await asyncio.to_thread(recovery.start)
+    log.info("instance registered", extra={"holder": recovery.holder, "taken_back": released})
     loop = asyncio.get_running_loop()
     stop_async = asyncio.Event()
     stop_threads = threading.Event()
@@ -150,7 +156,7 @@ async def serve(config: Config) -> None:
                                             "port": metrics_server.port})
     threads: list[threading.Thread] = []
     workers = [
-        SpoolWorker(app, name=f"worker-{i + 1}", gate=gate)
+        SpoolWorker(app, name=f"worker-{i + 1}", gate=gate, holder=recovery.holder)
         for i in range(config.daemon.workers)
     ]
     for worker in workers:
@@ -165,8 +171,10 @@ async def serve(config: Config) -> None:
         lease_seconds=max(config.worker.lease_seconds, 4 * config.relay.timeout),
         metrics=app.metrics,
         gate=gate,
+        holder=recovery.holder,
     )
     threads.append(threading.Thread(target=drainer.run, args=(stop_threads,), name="relay"))
+    threads.append(threading.Thread(target=recovery.run, args=(stop_threads,), name="recovery"))
     for thread in threads:
         thread.start()
     imap_stop = threading.Event()
@@ -196,6 +204,9 @@ async def serve(config: Config) -> None:
     for thread in [*threads, *imap_threads]:
         await asyncio.to_thread(thread.join, 30)
     sent = await asyncio.to_thread(drainer.flush, 10.0)
+    with contextlib.suppress(MailticketError):
+        # Not fatal: another instance forgets us after the grace.
+        await asyncio.to_thread(recovery.stop)
     if metrics_server is not None:
         metrics_server.close()
     log.info("stopped", extra={"outbox_flushed": sent})

@@ -279,6 +279,8 @@ class Contract:
     # Whether a subject keyword such as "[CRITICAL]" or "[АВАРИЯ]" sets the priority.
     allow_subject_priority: bool = False
     monitoring: tuple[MonitoringSource, ...] = ()
+    # Whether a contact's #status lists every open ticket of the contract, not only theirs.
+    status_all_tickets: bool = False
 
 
 # A ticket number as people write it: leading zeros forgiven, at most 9 digits

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from mailticket import config as config_mod
 from mailticket.cli import calendar as cli_calendar
 from mailticket.cli import common
+from mailticket.cli import digest as cli_digest
 from mailticket.cli import sla as cli_sla
 from mailticket.cli import suppression as cli_suppression
 from mailticket.errors import MailticketError, NotFound
@@ -385,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_suppression.register(sub)
     cli_sla.register(sub)
     cli_calendar.register(sub)
+    cli_digest.register(sub)
     return parser
 
 

@@ -8,8 +8,12 @@ May import: ``sla`` (calendar arithmetic), ``model``, ``errors``. Part of the
 pure core: no SQLAlchemy, Jinja2, aiosmtpd, imapclient or APScheduler.
 """
 
+from mailticket.config.digest import DigestConfig, EngineerDigest
 from mailticket.config.load import check, format_problems, load
 from mailticket.config.settings import (
+    EVIDENCE_AUTHENTICATED,
+    EVIDENCE_LEVELS,
+    EVIDENCE_SENDER,
     Config,
     ContractTypeConfig,
     DaemonConfig,
@@ -24,15 +28,21 @@ from mailticket.config.settings import (
     ReportsConfig,
     RoutingRule,
     WorkerConfig,
+    engineer_evidence,
     format_key,
     parse_duration,
 )
 
 __all__ = [
+    "EVIDENCE_AUTHENTICATED",
+    "EVIDENCE_LEVELS",
+    "EVIDENCE_SENDER",
     "Config",
     "ContractTypeConfig",
     "DaemonConfig",
     "DatabaseConfig",
+    "DigestConfig",
+    "EngineerDigest",
     "FeedbackConfig",
     "ImapAccountConfig",
     "KbConfig",
@@ -44,6 +54,7 @@ __all__ = [
     "RoutingRule",
     "WorkerConfig",
     "check",
+    "engineer_evidence",
     "format_key",
     "format_problems",
     "load",

@@ -92,6 +92,7 @@ _CONTRACT_KEYS = (
     "contract_type",
     "allow_subject_priority",
     "monitoring",
+    "status_all_tickets",
 )
 
 
@@ -161,6 +162,7 @@ def read_contracts(
                                      monitors_seen, bool(contacts))
         allow_subject_priority: bool = get_value(p, table, path, "allow_subject_priority", bool,
                                                  False)
+        status_all_tickets: bool = get_value(p, table, path, "status_all_tickets", bool, False)
         if len(p.items) == before and cid is not None and plan is not None:
             out[cid] = Contract(
                 id=cid,
@@ -174,6 +176,7 @@ def read_contracts(
                 contract_type=contract_type,
                 allow_subject_priority=allow_subject_priority,
                 monitoring=monitoring,
+                status_all_tickets=status_all_tickets,
             )
     return out
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 
+from mailticket.config.digest import DigestConfig
 from mailticket.config.locate import format_key
 from mailticket.errors import ConfigProblem
 from mailticket.model import Calendar, Contract, Engineer, SlaPlan
@@ -49,6 +50,9 @@ class DaemonConfig:
     # Prometheus /metrics endpoint; port 0 = off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    # PostgreSQL: seconds without a heartbeat after which another instance's
+    # claims are taken back (it beats every third of this).
+    instance_grace: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,11 @@ class ListenerConfig:
     # Sessions open at once, in all and from one client IP; more are answered 421 and closed.
     max_connections: int = 100
     max_connections_per_ip: int = 10
+    # Peers (addresses or networks) that may use the reserved connections: our own MTA.
+    trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # Slots of max_connections (and on top of max_connections_per_ip) that only
+    # trusted peers may take, so idle strangers cannot lock our MTA out.
+    reserved_connections: int = 10
     # Refuse mail until the client has run STARTTLS (needs tls_cert and tls_key).
     require_starttls: bool = False
     # Submission listener for engineers: requires AUTH (after TLS when a cert is set).
@@ -116,6 +125,13 @@ class MailConfig:
     auto_reply_overrides: dict[str, int] = field(default_factory=dict, hash=False)
     # Authentication-Results authserv-ids whose DKIM results we trust.
     trusted_authserv_ids: tuple[str, ...] = ()
+    # What an engineer's reply needs to act: "token+authenticated" (token, From and
+    # SMTP AUTH or an aligned trusted DKIM/DMARC pass) or "token+sender" (token and
+    # From only). Empty: the stricter one whenever trusted_authserv_ids or a
+    # submission listener is configured (see ``engineer_evidence``).
+    engineer_evidence: str = ""
+    # Commands are refused from a reply token older than this (replies keep 90 days).
+    command_token_days: int = 14
     # Reveal the engineer's name in replies to customers ("Anna via Support").
     show_engineer_name: bool = True
     # A customer reply to a resolved/closed ticket reopens it within this many
@@ -252,9 +268,30 @@ class Config:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     oncall: OncallConfig = field(default_factory=OncallConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    digest: DigestConfig = field(default_factory=DigestConfig)
     # Not errors: the config loads, but something will go wrong later (a national
     # calendar without this or next year's decree); check-config and status show them.
     warnings: tuple[ConfigProblem, ...] = ()
+
+
+# A reply token's lifetime for replies (mail.addresses.verify_reply_token's default).
+REPLY_TOKEN_DAYS = 90
+EVIDENCE_AUTHENTICATED = "token+authenticated"
+EVIDENCE_SENDER = "token+sender"
+EVIDENCE_LEVELS = (EVIDENCE_AUTHENTICATED, EVIDENCE_SENDER)
+
+
+def engineer_evidence(config: Config) -> str:
+    """The evidence level in force: the configured one, else secure whenever it can be.
+
+    A site that trusts an MTA's Authentication-Results or runs a submission
+    listener can prove identity, so a token alone must not act there.
+    """
+    if config.mail.engineer_evidence:
+        return config.mail.engineer_evidence
+    if config.mail.trusted_authserv_ids or any(lst.submission for lst in config.listeners):
+        return EVIDENCE_AUTHENTICATED
+    return EVIDENCE_SENDER
 
 
 # ---------------------------------------------------------------------------

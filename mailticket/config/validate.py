@@ -8,6 +8,8 @@ relay, mail, worker, imap) itself and hands calendars and SLA plans to
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import re
 import tomllib
 from datetime import date
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mailticket.config.contracts import read_contracts, read_engineers
+from mailticket.config.digest import read_digest
 from mailticket.config.features import read_contract_types, read_feedback, read_kb, read_routing
 from mailticket.config.locate import Key, Locator
 from mailticket.config.read import (
@@ -38,7 +41,10 @@ from mailticket.config.read import (
     resolve_file,
 )
 from mailticket.config.settings import (
+    EVIDENCE_LEVELS,
+    EVIDENCE_SENDER,
     LOCALES,
+    REPLY_TOKEN_DAYS,
     Config,
     DaemonConfig,
     DatabaseConfig,
@@ -47,6 +53,7 @@ from mailticket.config.settings import (
     MailConfig,
     RelayConfig,
     WorkerConfig,
+    engineer_evidence,
 )
 from mailticket.config.sla import (
     calendar_warnings,
@@ -77,6 +84,7 @@ _SECTIONS = (
     "feedback",
     "oncall",
     "reports",
+    "digest",
 )
 
 
@@ -117,7 +125,7 @@ def _read_config(p: Problems, data: dict[str, Any], path: Path, today: date) -> 
     tables = {
         name: (as_table(p, data[name], (name,)) if name in data else None) or {}
         for name in ("daemon", "database", "relay", "mail", "worker", "calendars", "sla_plans",
-                     "contract_types", "kb", "feedback", "oncall", "reports")
+                     "contract_types", "kb", "feedback", "oncall", "reports", "digest")
     }
     daemon, templates_dir = _read_daemon(p, tables["daemon"], base)
     mail = _read_mail(p, tables["mail"])
@@ -140,7 +148,7 @@ def _read_config(p: Problems, data: dict[str, Any], path: Path, today: date) -> 
             ("mail", "reply_token_secret"),
             f"still 'change-me' while a listener binds {where}; set a long random secret",
         )
-    return Config(
+    config = Config(
         path=path,
         daemon=daemon,
         database=_read_database(p, tables["database"], base),
@@ -160,7 +168,17 @@ def _read_config(p: Problems, data: dict[str, Any], path: Path, today: date) -> 
         feedback=read_feedback(p, tables["feedback"]),
         oncall=read_oncall(p, tables["oncall"], engineer_ids),
         reports=read_reports(p, tables["reports"]),
-        warnings=tuple(sorted(warnings.items, key=lambda problem: problem.line)),
+        digest=read_digest(p, tables["digest"], engineer_ids, set(calendars)),
+    )
+    if engineers and engineer_evidence(config) == EVIDENCE_SENDER:
+        warnings.add(
+            ("mail", "engineer_evidence"),
+            "token+sender: a reply token and a matching From act as the engineer; anyone who "
+            "sees one engineer notice can act on that ticket. Configure trusted_authserv_ids "
+            "or a submission listener and use token+authenticated",
+        )
+    return dataclasses.replace(
+        config, warnings=tuple(sorted(warnings.items, key=lambda problem: problem.line))
     )
 
 
@@ -180,7 +198,7 @@ def _read_daemon(p: Problems, table: dict[str, Any], base: Path) -> tuple[Daemon
     if "log_level" in values:
         values["log_level"] = values["log_level"].upper()
         check_choice(p, values, path, "log_level", _LOG_LEVELS)
-    check_positive(p, values, path, "poll_interval")
+    check_positive(p, values, path, "poll_interval", "instance_grace")
     values["data_dir"] = absolute(base, values.get("data_dir", DaemonConfig.data_dir))
     templates = get_value(p, table, path, "templates_dir", Path, Path("templates"))
     return DaemonConfig(**values), absolute(base, templates)
@@ -235,6 +253,12 @@ def _read_listeners(p: Problems, raw: object, base: Path) -> tuple[ListenerConfi
             "max_connections_per_ip",
         ):
             check_minimum(p, values, path, key, 1)
+        check_minimum(p, values, path, "reserved_connections", 0)
+        for spec in values.get("trusted_peers", ()):
+            try:
+                ipaddress.ip_network(spec, strict=False)
+            except ValueError:
+                p.add((*path, "trusted_peers"), f"{spec!r} is not an IP address or network")
         for key, other in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
             resolve_file(p, values, path, key, base)
             if key in table and other not in table:
@@ -250,6 +274,17 @@ def _read_listeners(p: Problems, raw: object, base: Path) -> tuple[ListenerConfi
             )
         if listener.require_starttls and listener.tls_cert is None:
             p.add((*path, "require_starttls"), "needs tls_cert and tls_key to offer STARTTLS")
+        # The default reserve shrinks to fit a small max_connections (the limiter
+        # always leaves strangers one slot); only a reserve asked for is checked.
+        if (
+            "reserved_connections" in table
+            and listener.trusted_peers
+            and listener.reserved_connections >= listener.max_connections >= 1
+        ):
+            p.add(
+                (*path, "reserved_connections"),
+                f"must be below max_connections ({listener.max_connections})",
+            )
         if 1 <= listener.max_connections < listener.max_connections_per_ip:
             p.add(
                 (*path, "max_connections_per_ip"),
@@ -327,6 +362,12 @@ def _read_mail(p: Problems, table: dict[str, Any]) -> MailConfig:
         p.add((*path, "reply_token_secret"), "must not be empty")
     for name in ("unknown_sender_notices_per_day", "auto_replies_per_recipient_per_day"):
         check_minimum(p, values, path, name, 0)
+    check_choice(p, values, path, "engineer_evidence", EVIDENCE_LEVELS)
+    check_minimum(p, values, path, "command_token_days", 1)
+    if values.get("command_token_days", 0) > REPLY_TOKEN_DAYS:
+        p.add((*path, "command_token_days"),
+              f"must be at most {REPLY_TOKEN_DAYS}, the lifetime of a reply token")
+        del values["command_token_days"]
     if "trusted_authserv_ids" in values:
         # RFC 8601 authserv-ids compare case-insensitively, like domain names.
         values["trusted_authserv_ids"] = tuple(

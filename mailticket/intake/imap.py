@@ -5,9 +5,15 @@ this module runs them for ever. Faults (wrong password, TLS failure, server
 down or restarted, folder deleted) never leave :meth:`ImapPoller.run`: each is
 one structured log line with a ``fault`` field (kinds in
 ``transport.imap_session``), then we reconnect with capped exponential backoff
-(1 s doubling to 5 min, back to 1 s after a good session). After the backlog
-the poller waits in IDLE (re-issued every 10 min, well before RFC 2177's
-29-minute limit) where the server has it, else polls every ``poll_interval``.
+(1 s doubling to 5 min, back to 1 s after a good session; a missing folder is
+tried again at least every minute, so one an admin recreates is picked up
+without a restart). After the backlog the poller waits in IDLE where the
+server has it, else polls every ``poll_interval``. IDLE is left, and the
+folder selected and searched again, every minute and at once when the server
+sends an untagged NO or BAD: a folder deleted and recreated under an IDLE
+(new UIDVALIDITY) is not announced by EXISTS (Dovecot only says ``NO
+Internal error`` and then watches the old folder), so without this its new
+mail waited for the next re-issue.
 Every poll, good or failed, is saved for ``mailticket status``
 (``transport.imap_state``) and counted in ``mailticket_imap_polls``.
 """
@@ -54,9 +60,10 @@ __all__ = [
     "start_pollers",
 ]
 
-# RFC 2177 wants IDLE re-issued within 29 minutes; we do it sooner so that a connection
-# silently dropped by a NAT box is noticed (and last_poll_at refreshed) within minutes.
-IDLE_REISSUE_SECONDS = 10 * 60
+# RFC 2177 wants IDLE re-issued within 29 minutes; we do it every minute, with a
+# fresh SELECT, so that a folder deleted or recreated without a word from the server
+# (and a connection silently dropped by a NAT box) is noticed within a minute.
+IDLE_REISSUE_SECONDS = 60.0
 IDLE_CHECK_SECONDS = 1.0
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
@@ -141,6 +148,9 @@ class ImapPoller(Mailbox):
             except Exception as exc:
                 failures = 1 if good else failures + 1
                 delay = backoff_seconds(failures, BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS)
+                if classify(exc).kind == "folder_missing":
+                    # An admin recreating the folder must not wait for a 5-minute backoff.
+                    delay = min(delay, self._idle_reissue)
                 self._report(exc, retry_in=delay)
                 stop.wait(delay)
         self.close()
@@ -162,6 +172,14 @@ class ImapPoller(Mailbox):
                     said = bytes(response[1]).decode("utf-8", "replace")
                     raise ImapFault("connection_lost", f"server ended the session: {said}")
             if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                break
+            complaints = [r for r in responses if len(r) > 1 and r[0] in (b"NO", b"BAD")]
+            if complaints:
+                said = bytes(complaints[0][1]).decode("utf-8", "replace")
+                _log.warning(
+                    "imap server complained while idling; selecting the folder again",
+                    extra=self._extra(folder=self.account.folder, said=said[:200]),
+                )
                 break
             # imapclient's idle_check returns nothing at once when the socket hit EOF;
             # idle_done() below then raises, which is how a server restart shows up.

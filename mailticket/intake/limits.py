@@ -1,9 +1,15 @@
 """Session guards for the SMTP/LMTP listeners: connection, command and time caps, refusals counted.
 
 aiosmtpd has no connection limit of its own, and its timeout is an idle
-timeout reset by every command, so a client could hold a slot for ever. The
-protocol classes here add a cap on open sessions (in total and per peer IP,
-``421`` when full), a wall-clock budget and a command budget per session.
+timeout reset by every command, so a client sending RSET or NOOP could hold a
+slot until the session cap. The protocol classes here add a cap on open
+sessions (in total and per peer IP, ``421`` when full, with a reserve only
+trusted peers may use, so idle strangers cannot lock our own MTA out), a
+wall-clock budget and a command budget per session, and an idle timer that
+only progress restarts: a command that moves a transaction further than it
+has been since the last delivered message (MAIL, RCPT, DATA, the end of
+data). Other commands (RSET, NOOP, HELP, EHLO …) restart it only for the
+first ``FREE_IDLE_RESETS`` after each step of progress.
 Every refusal we send (any 4xx/5xx reply) is one structured line on the
 ``mailticket.smtp`` logger and one ``mailticket_mail_rejected`` count with a
 short reason, so an admin sees both what happened and how often.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, AnyStr
@@ -30,6 +37,10 @@ MAX_CONNECTIONS_PER_IP = 10
 # MTA reusing one connection for a hundred messages needs about 500), then 421.
 MAX_SESSION_SECONDS = 1800.0
 MAX_COMMANDS_PER_SESSION = 5000
+# Commands that move no transaction forward (RSET, NOOP, HELP, EHLO …) restart
+# the idle timer only this many times after each step of progress; enough for
+# EHLO, STARTTLS, EHLO, AUTH and an MTA's RSET probe before reusing a connection.
+FREE_IDLE_RESETS = 5
 
 REPLY_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try later"
 REPLY_TOO_MANY_COMMANDS = "421 4.7.0 Too many commands in one session, goodbye"
@@ -94,12 +105,47 @@ def format_peer(peer: Any) -> str:
     return "local"
 
 
-class ConnectionLimiter:
-    """Counts open sessions in total and per peer IP; used from the event loop thread only."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-    def __init__(self, max_total: int, max_per_ip: int) -> None:
+
+def parse_networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
+    """``("127.0.0.0/8", "::1")`` → networks (a bare address is a one-address network)."""
+    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+
+
+def is_trusted(ip: str, networks: tuple[Network, ...]) -> bool:
+    """Whether peer ``ip`` lies in one of ``networks``; a Unix-socket peer is local, so trusted."""
+    if ip == "local":
+        return True
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+class ConnectionLimiter:
+    """Counts open sessions in total and per peer IP; used from the event loop thread only.
+
+    ``reserve`` slots of each cap are kept for trusted peers: a stranger is
+    refused once ``max_total - reserve`` sessions are open (or ``max_per_ip``
+    from its IP), a trusted peer only at ``max_total`` (or ``max_per_ip +
+    reserve``). Without trusted networks there is nobody to keep them for.
+    """
+
+    def __init__(
+        self,
+        max_total: int,
+        max_per_ip: int,
+        *,
+        trusted: tuple[Network, ...] = (),
+        reserve: int = 0,
+    ) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
+        self.trusted = trusted
+        # Strangers always keep at least one slot: a reserve is not a shutdown.
+        self.reserve = max(0, min(reserve, max_total - 1)) if trusted else 0
         self._per_ip: Counter[str] = Counter()
 
     @property
@@ -109,9 +155,10 @@ class ConnectionLimiter:
 
     def acquire(self, ip: str) -> str | None:
         """Take a slot for ``ip``; returns None, or the reason it was refused."""
-        if self.total >= self.max_total:
+        extra = self.reserve if is_trusted(ip, self.trusted) else 0
+        if self.total >= self.max_total - self.reserve + extra:
             return "too many connections in total"
-        if self._per_ip[ip] >= self.max_per_ip:
+        if self._per_ip[ip] >= self.max_per_ip + extra:
             return "too many connections from this IP"
         self._per_ip[ip] += 1
         return None
@@ -145,13 +192,21 @@ class LimitedSMTP(FastSMTP):
         self._max_commands = max_commands
         self._commands = 0
         self._session_timer: asyncio.TimerHandle | None = None
+        # The idle timer: how far a transaction got since the last delivered
+        # message (MAIL = 1, +1 per accepted recipient), and how many restarts
+        # by other commands are left before the next step of progress.
+        self._furthest = 0
+        self._free_resets = FREE_IDLE_RESETS
+        self._last_reply = ""
         # Every command aiosmtpd dispatches goes through this table, so counting
         # here sees each one exactly once (the unknown ones have their own cap).
         self._smtp_methods = {
-            name: self._counted(method) for name, method in self._smtp_methods.items()
+            name: self._counted(name, method) for name, method in self._smtp_methods.items()
         }
 
-    def _counted(self, method: Callable[[str | None], Any]) -> Callable[[str | None], Any]:
+    def _counted(
+        self, name: str, method: Callable[[str | None], Any]
+    ) -> Callable[[str | None], Any]:
         @functools.wraps(method)
         async def run(arg: str | None) -> None:
             self._commands += 1
@@ -160,9 +215,48 @@ class LimitedSMTP(FastSMTP):
                 if self.transport is not None:
                     self.transport.close()
                 return
+            data = name == "DATA" and self.envelope is not None and bool(self.envelope.rcpt_tos)
+            if data:
+                # The body gets the whole timeout, however long the client dawdled before.
+                self._restart_idle()
+            elif self._free_resets > 0:
+                self._free_resets -= 1
+                self._restart_idle()
             await method(arg)
+            if data and self._last_reply[:1] == "2":
+                # A message delivered: the next transaction starts from nothing.
+                self._furthest = 0
+                self._progress()
+            elif name in ("MAIL", "RCPT") and self._last_reply[:1] == "2":
+                reached = self._position()
+                if reached > self._furthest:
+                    self._furthest = reached
+                    self._progress()
 
         return run
+
+    def _position(self) -> int:
+        """How far the open transaction is: 0 none, 1 after MAIL, +1 per recipient."""
+        envelope = self.envelope
+        if envelope is None or envelope.mail_from is None:
+            return 0
+        return 1 + len(envelope.rcpt_tos)
+
+    def _progress(self) -> None:
+        """A step of progress: the idle timer starts again and the free restarts refill."""
+        self._free_resets = FREE_IDLE_RESETS
+        self._restart_idle()
+
+    def _restart_idle(self) -> None:
+        super()._reset_timeout()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd calls this at connect and before every command; only the first arms it.
+
+        Which commands restart the timer is decided in :meth:`_counted`.
+        """
+        if self._timeout_handle is None or duration is not None:
+            super()._reset_timeout(duration)
 
     def _refusal(self, peer: Any, reply: str, reason: str | None = None) -> None:
         """Log one refusal line and count it."""
@@ -221,6 +315,7 @@ class LimitedSMTP(FastSMTP):
     async def push(self, status: AnyStr) -> None:
         """Send a reply; log and count it first when it refuses something (4xx/5xx)."""
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
+        self._last_reply = text
         if text[:1] in ("4", "5") and self.session is not None:
             # LMTP replies to DATA are several lines sharing one outcome: count the first.
             self._refusal(self.session.peer, text.split("\r\n", 1)[0])

@@ -40,6 +40,7 @@ from mailticket.intake.limits import (
     LimitedLMTP,
     LimitedSMTP,
     format_peer,
+    parse_networks,
 )
 from mailticket.intake.spool_writer import SpoolRequest, SpoolWriter
 from mailticket.mail.addresses import is_our_address
@@ -212,7 +213,12 @@ async def start_listener(
         metrics=metrics,
     )
     context = tls_context(listener)
-    limiter = ConnectionLimiter(max_connections, max_connections_per_ip)
+    limiter = ConnectionLimiter(
+        max_connections,
+        max_connections_per_ip,
+        trusted=parse_networks(listener.trusted_peers),
+        reserve=listener.reserved_connections,
+    )
     protocol = LimitedLMTP if listener.protocol == "lmtp" else LimitedSMTP
     kwargs: dict[str, Any] = {
         "limiter": limiter,

@@ -136,3 +136,27 @@ def parse_addresses(
 def is_daemon_address(address: str) -> bool:
     """Whether ``address`` is a mail system's own (mailer-daemon, postmaster, ...)."""
     return bool(_DAEMON_LOCAL.match(address.partition("@")[0]))
+
+
+_BRACKETED = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
+_BARE_ADDR = re.compile(r"[^\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+")
+# Display-name text that must never supply an address: encoded words, quotes, comments.
+_NAME_TEXT = re.compile(r'=\?[^?\s]{1,64}\?[bBqQ]\?[^?\s]{0,2000}\?=|"[^"]*"?|\([^()]*\)?')
+
+
+def salvage_address(values: list[str]) -> str | None:
+    """The best addr-spec in header values too broken to parse strictly, or None.
+
+    Unbalanced brackets, a bare display name or two addresses glued together
+    leave :func:`parse_addresses` nothing; an address in angle brackets is the
+    mailbox by convention, otherwise the first strict addr-spec in the text.
+    Encoded words are not decoded first, so a display name cannot supply it.
+    """
+    for value in values:
+        text = _NAME_TEXT.sub(" ", FOLD.sub("", value))
+        for pattern in (_BRACKETED, _BARE_ADDR):
+            for match in pattern.finditer(text):
+                clean = addr_spec(match.group(match.lastindex or 0))
+                if clean is not None:
+                    return clean
+    return None

@@ -100,6 +100,26 @@ def _with_detail(support_address: str, detail: str) -> str:
     return f"{full}@{domain}"
 
 
+# --- request addresses ------------------------------------------------------------------
+
+# Plain words after "+" that ask for a list by mail (issue 16): support+status@, support+queue@.
+# They carry no secret: what is answered depends on who proves to be asking.
+REQUEST_WORDS = frozenset({"status", "queue"})
+
+
+def request_word(address: str, support_addresses: tuple[str, ...]) -> str | None:
+    """``support+status@d`` → ``status`` when the address is ours and the word is known."""
+    if not is_our_address(address, support_addresses):
+        return None
+    word = _detail(address)
+    return word if word in REQUEST_WORDS else None
+
+
+def request_address(support_address: str, word: str) -> str:
+    """``support@d`` + ``queue`` → ``support+queue@d`` (for templates and tests)."""
+    return _with_detail(support_address, word)
+
+
 # --- reply tokens -----------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from email.message import Message
 from typing import Any
 
 from mailticket.errors import UnparseableMessage
-from mailticket.mail.charsets import decode_bytes, decode_header_value
+from mailticket.mail.charsets import decode_8bit, decode_bytes, decode_header_value
 from mailticket.mail.filenames import EXTENSIONS, raw_filename, safe_filename
 from mailticket.mail.htmltext import html_to_text, sanitise_html
 from mailticket.mail.inbound import (
@@ -25,6 +25,9 @@ from mailticket.mail.inbound import (
 )
 from mailticket.mail.lean import Runs
 from mailticket.mail.mime import first_raw, mime_disposition, mime_param, mime_type, subparts
+from mailticket.mail.transfer import lenient_base64, lenient_uudecode, split_uu_files
+
+_UUENCODE = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
 
 
 class _AsReceived(email.policy.Compat32):
@@ -83,6 +86,7 @@ class _BodyWalker:
 
     def payload(self, part: Message) -> bytes:
         """The transfer-decoded bytes of a leaf part (counted toward the decoded limit)."""
+        known = len(part.defects)
         try:
             data = self.runs.decoded_payload(part)
         except EMAIL_ERRORS as exc:
@@ -90,12 +94,37 @@ class _BodyWalker:
             data = b""
         if not isinstance(data, bytes):
             data = b""
+        # The stdlib reports base64 trouble as defects and returns a uuencoded
+        # body it cannot read as it was ("begin 644 ..."); only then look closer.
+        if len(part.defects) > known or b"begin " in data[:1024]:
+            data = self.repaired(part, data, [type(d).__name__ for d in part.defects[known:]])
         self._count(len(data))
         return data
 
-    def text_of(self, part: Message) -> str:
+    def repaired(self, part: Message, data: bytes, found: list[str]) -> bytes:
+        """Base64 and uuencode the stdlib left (partly) undecoded, decoded leniently."""
+        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+        # The payload as stored: get_payload() would decode 8-bit bytes to U+FFFD.
+        raw = vars(part).get("_payload")
+        if not isinstance(raw, str):
+            return data
+        encoded = raw.encode("ascii", "surrogateescape")
+        if cte == "base64" and any("Base64" in name for name in found):
+            self.defects.append(f"base64 decoded leniently ({', '.join(dict.fromkeys(found))})")
+            return lenient_base64(encoded)
+        if cte in _UUENCODE and data == encoded:
+            # The stdlib returns the encoded bytes when its strict decoder fails.
+            decoded = lenient_uudecode(encoded)
+            if decoded is not None:
+                self.defects.append("uuencoded body decoded leniently")
+                return decoded
+        return data
+
+    def text_of(self, part: Message, data: bytes | None = None) -> str:
         """A text part decoded with its declared charset, or a detected one if that is wrong."""
-        decoded = decode_bytes(self.payload(part), mime_param(part, "charset"))
+        if data is None:
+            data = self.payload(part)
+        decoded = decode_bytes(data, mime_param(part, "charset"))
         if decoded.note:
             self.defects.append(decoded.note)
         # NUL is no text anyone wrote, and PostgreSQL refuses it in a text column.
@@ -112,11 +141,28 @@ class _BodyWalker:
             return []
         if ctype in ("text/plain", "text/html") or ctype.startswith("multipart/"):
             is_file = mime_disposition(part) == "attachment" or raw_filename(part, self.hint)
+            if not is_file and ctype == "text/html":
+                return [_Piece(None, self.text_of(part))]
             if not is_file:
-                text = self.text_of(part)
-                return [_Piece(None, text)] if ctype == "text/html" else [_Piece(text, None)]
+                return [_Piece(self.plain_text(part), None)]
         self.attach(part, ctype)
         return []
+
+    def plain_text(self, part: Message) -> str:
+        """A text/plain part; uuencoded files inside it become attachments (old clients)."""
+        data = self.payload(part)
+        found = split_uu_files(data)
+        if found is None:
+            return self.text_of(part, data)
+        data, files = found
+        for uu in files:
+            name = safe_filename(decode_8bit(uu.name, self.hint))
+            self._count(len(uu.data))
+            self.attachments.append(
+                Attachment(filename=name, content_type="application/octet-stream", data=uu.data)
+            )
+        self.defects.append(f"{len(files)} uuencoded file(s) taken out of the text")
+        return self.text_of(part, data)
 
     def multipart(self, ctype: str, children: list[Message]) -> list[_Piece]:
         """Readable pieces of a multipart, by the rules of its subtype."""

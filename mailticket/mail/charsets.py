@@ -5,7 +5,12 @@ declared charset or with a wrong one (``iso-8859-1`` stamped on cp1251 text,
 ``utf-8`` on KOI8-R). Decoding with the declared charset alone gives U+FFFD or
 mojibake, so this module trusts a declaration only while the result looks
 plausible and otherwise guesses with charset-normalizer, restricted to the
-Cyrillic and Latin codecs our customers actually use.
+Cyrillic and Latin codecs our customers actually use. Only when neither fits
+(no plausible Cyrillic reading, runs of 8-bit bytes a Latin text never has)
+does a second, wider pass let it name any script it can tell apart (Chinese,
+Japanese, Korean, Greek, Turkish, Central European, Arabic, Thai ...): short
+Russian text is ambiguous with most of them, so Cyrillic is asked first, and
+the wider answer is recorded as a note.
 
 charset-normalizer misjudges short KOI8-R text (INFRA.md "Helper libraries"),
 so a guess of KOI8-R or cp1251 is settled by a tiebreak: real text is mostly
@@ -18,6 +23,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import contextlib
+import functools
 import re
 from dataclasses import dataclass
 
@@ -33,6 +39,24 @@ _CANDIDATES = (
     "iso8859_15",
     "cp866",
 )
+# The second pass, for 8-bit text that no Cyrillic or Latin codec reads well.
+_WIDE_CANDIDATES = (
+    "gb18030",
+    "big5",
+    "cp932",
+    "euc_jp",
+    "cp949",
+    "cp1253",
+    "cp1254",
+    "cp1250",
+    "cp1257",
+    "cp1255",
+    "cp1256",
+    "cp874",
+    "cp1258",
+)
+# A wider answer counts only if charset-normalizer found it this clean.
+_WIDE_MAX_CHAOS = 0.1
 _CYRILLIC = frozenset({"cp1251", "koi8_r", "cp866"})
 _LATIN = frozenset({"ascii", "latin_1", "cp1252", "iso8859_15", "iso8859_2", "cp1250"})
 # Declarations that name no charset at all; the bytes must speak for themselves.
@@ -51,14 +75,28 @@ _ALIASES = {
     "windows-874": "cp874",
     "x-cp1251": "cp1251",
     "win-1251": "cp1251",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+    "sjis": "cp932",
+    "windows-31j": "cp932",
+    "iso-2022-jp": "iso2022_jp_ext",
+    "cp50220": "iso2022_jp_ext",
+    "cp50221": "iso2022_jp_ext",
+    "cp50222": "iso2022_jp_ext",
 }
 # Sentence-case Russian read with the wrong one of KOI8-R/cp1251 flips case:
 # "Ромашка" becomes "тПНБЫЛБ", a lower-case letter followed by capitals.
 _CASE_FLIPPED = re.compile(r"(?<![А-яЁё])[а-яё][А-ЯЁ]{2,}(?![А-яЁё])")
+_KANA = re.compile("[\u3041-\u30ff]")
+_BOX_DRAWING = re.compile("[\u2500-\u259f]")
 _CYRILLIC_WORD = re.compile(r"[\u0400-\u04ff]{2,}")
 # Charset detection reads at most this much; more text does not improve a guess.
 _SAMPLE = 32 * 1024
 _HIGH_RUN = re.compile(rb"[\x80-\xff]{3,}")
+# 8-bit bytes in a row, or with single ASCII bytes between (Shift_JIS trail bytes).
+_PAIR_RUN = re.compile(rb"(?:[\x80-\xff][\x40-\x7e]?){2,}")
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+_UTF8_CHAR = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _LONG_HIGH_RUN = re.compile(rb"[\x80-\xff]{4,}")
 
 
@@ -100,27 +138,104 @@ def koi8_or_cp1251(data: bytes) -> str:
 
 
 def guess_charset(data: bytes) -> str:
-    """Best codec for undeclared 8-bit bytes among UTF-8, Cyrillic and Latin codecs."""
+    """Best codec for undeclared 8-bit bytes (see :func:`detect_charset`)."""
+    return detect_charset(data)[0]
+
+
+def detect_charset(data: bytes, *, wide: bool = True) -> tuple[str, str | None]:
+    """Best codec for undeclared 8-bit bytes, and a note when the wide pass decided.
+
+    Short values (header values, file names) are remembered, because the
+    parser may ask about the same value twice (see ``parse._undeclared_hint``).
+    """
+    if len(data) <= _CACHED_UP_TO:
+        return _detect_cached(data, wide)
+    return _detect(data, wide)
+
+
+_CACHED_UP_TO = 1024
+
+
+@functools.lru_cache(maxsize=512)
+def _detect_cached(data: bytes, wide: bool) -> tuple[str, str | None]:
+    return _detect(data, wide)
+
+
+def _detect(data: bytes, wide: bool) -> tuple[str, str | None]:
+    """The detection behind :func:`detect_charset`.
+
+    UTF-8 first, then Cyrillic and Latin codecs (Cyrillic preferred: short
+    Russian text is ambiguous with almost every 8-bit charset), then, only
+    when those gave no plausible reading, every script charset-normalizer
+    tells apart; cp1252 when nothing fits. ``wide=False`` skips that last
+    pass where its answer would not be used.
+    """
     sample = data[:_SAMPLE]
     try:
         sample.decode("utf_8")
-        return "utf_8"
+        return "utf_8", None
     except UnicodeDecodeError as exc:
         # A multi-byte character cut at the end of the sample is still UTF-8.
         if len(data) > _SAMPLE and exc.start >= len(sample) - 3:
-            return "utf_8"
+            return "utf_8", None
     best = from_bytes(sample, cp_isolation=list(_CANDIDATES)).best()
     guess = best.encoding if best is not None else "cp1252"
     if guess in _CYRILLIC:
         # Cyrillic words are runs of 8-bit bytes; Latin accents are lone bytes
         # between ASCII letters ("Håvard"), which the detector reads as cp1251.
         if not _HIGH_RUN.search(sample):
-            return "cp1252"
+            return "cp1252", None
         if guess in ("koi8_r", "cp1251"):
             guess = koi8_or_cp1251(sample)
-        if not _plausible_cyrillic(sample.decode(guess, errors="replace")):
-            return "cp1252"
-    return guess
+        if _plausible_cyrillic(sample.decode(guess, errors="replace")):
+            return guess, None
+        guess = "cp1252"
+    if wide and guess in _LATIN and mostly_runs(sample):
+        # Runs of 8-bit bytes are no Latin text: ask about every other script.
+        answer = _wide_guess(sample)
+        if answer is not None:
+            return answer
+    return guess, None
+
+
+def mostly_runs(sample: bytes, least: int = 4) -> bool:
+    """Whether most 8-bit bytes stand in runs, as in words of a non-Latin script.
+
+    Latin text has lone accented letters between ASCII ones; one run of
+    mojibake in a Latin mail is no reason to read it as Japanese.
+    """
+    # UTF-8 characters (a UTF-8 body under 8-bit Latin headers) say nothing here.
+    sample = _UTF8_CHAR.sub(b"", sample)
+    high = len(sample) - len(sample.translate(None, _HIGH_BYTES))
+    in_runs = sum(
+        len(run) - len(run.translate(None, _HIGH_BYTES)) for run in _PAIR_RUN.findall(sample)
+    )
+    return high >= least and in_runs * 10 >= high * 8
+
+
+def _wide_guess(sample: bytes) -> tuple[str, str] | None:
+    """The second pass of :func:`detect_charset`: any script but Cyrillic and Latin."""
+    best = from_bytes(sample, cp_isolation=list(_WIDE_CANDIDATES)).best()
+    if best is None or best.chaos > _WIDE_MAX_CHAOS:
+        return None
+    codec = normalise_charset(best.encoding)
+    if codec is None:
+        return None
+    try:
+        text = sample.decode(codec)
+    except UnicodeDecodeError:
+        return None
+    language = best.language
+    if codec in ("gb18030", "big5") and len(_KANA.findall(text)) * 10 > len(text):
+        # EUC-JP reads as GB with its kana intact (same rows); Chinese has no kana.
+        with contextlib.suppress(UnicodeDecodeError):
+            sample.decode("euc_jp")
+            codec, language = "euc_jp", "Japanese (kana)"
+    note = (
+        f"no Cyrillic or Latin reading fits; charset-normalizer reads {language} "
+        f"as {codec} (chaos {best.chaos:.2f})"
+    )
+    return codec, note
 
 
 def _plausible_cyrillic(text: str) -> bool:
@@ -129,6 +244,10 @@ def _plausible_cyrillic(text: str) -> bool:
     Real words are lower case, Capitalised or ALL CAPS; Latin text read as a
     Cyrillic codec ("äöüß" as "ДЖЭъ") mixes cases inside words.
     """
+    if _BOX_DRAWING.search(text):
+        # cp866 keeps pseudo-graphics among its letters; CJK bytes read as
+        # cp866 ("╢Рс║╩Зн") are full of them, Russian prose has none.
+        return False
     words = _CYRILLIC_WORD.findall(text)
     odd = sum(not (w.islower() or w.isupper() or w[1:].islower()) for w in words)
     return bool(words) and odd * 4 <= len(words)
@@ -167,7 +286,11 @@ def _looks_like_mojibake(data: bytes, codec: str, text: str) -> bool:
 
 
 def decode_bytes(data: bytes, declared: str | None = None) -> Decoded:
-    """Decode ``data`` using ``declared`` while it looks right, else a detected charset."""
+    """Decode ``data`` using ``declared`` while it looks right, else a detected charset.
+
+    The cheap path is one decode with the declared codec; the per-line and
+    ISO-2022-JP repairs below run only when that decode failed or looks wrong.
+    """
     if not data:
         return Decoded("", "ascii")
     codec = normalise_charset(declared)
@@ -179,21 +302,168 @@ def decode_bytes(data: bytes, declared: str | None = None) -> Decoded:
             text = data.decode(codec)
         except UnicodeDecodeError:
             note = f"text is not valid {declared}"
+            if codec.startswith("iso2022_jp"):
+                return _iso2022jp_or_guess(data, note)
         else:
-            if data.isascii() or not _looks_like_mojibake(data, codec, text):
+            if data.isascii():
+                return Decoded(text, codec)
+            mixed = None
+            if not codec.startswith("utf_8") and _has_utf8_run(data):
+                # UTF-8 lines in a legacy part (a list footer); whole UTF-8 is mislabelling.
+                mixed = None if _is_utf8_text(data) else _mixed_lines(data, declared)
+            if mixed is not None:
+                return mixed
+            if not _looks_like_mojibake(data, codec, text):
                 return Decoded(text, codec)
             note = f"text declared {declared} looks mis-labelled"
     elif data.isascii():
         return Decoded(data.decode("ascii"), "ascii", note)
-    guess = guess_charset(data)
-    if codec in _LATIN and guess not in _CYRILLIC and guess != "utf_8":
+    if _has_utf8_run(data) and (mixed := _mixed_lines(data, declared)) is not None:
+        return Decoded(mixed.text, mixed.charset, f"{note}; {mixed.note}" if note else mixed.note)
+    latin = codec in _LATIN and codec != "ascii"
+    guess, why = detect_charset(data, wide=not latin)
+    if latin and codec is not None and guess not in _CYRILLIC and guess != "utf_8":
         # Only a Cyrillic reading may overrule a clean Latin decode; a run of
-        # accented letters alone ("äöüßÄÖÜ") is no reason to change.
-        guess = codec
+        # accented letters alone ("äöüßÄÖÜ") is no reason to change. A stray
+        # byte in us-ascii is no Latin text: it takes the guess like undeclared text.
+        guess, why = codec, None
     if codec is not None and guess == codec:
         # The detector agrees with the declaration; keep the clean decode.
         return Decoded(data.decode(codec, errors="replace"), codec)
+    if why:
+        note = f"{note}; {why}" if note else why
     return Decoded(data.decode(guess, errors="replace"), guess, note)
+
+
+# Two or more UTF-8 multi-byte characters in a row: legacy Russian and Latin
+# text practically never forms them (see _mixed_lines).
+_UTF8_RUN = re.compile(
+    rb"(?:[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}){2,}"
+)
+
+
+# Byte classes for a quick look before _UTF8_RUN: L, M, N lead bytes of 2, 3
+# and 4-byte characters, c continuation bytes, x anything else.
+_UTF8_CLASSES = bytes(
+    ord("c") if 0x80 <= b <= 0xBF else ord("L") if 0xC2 <= b <= 0xDF
+    else ord("M") if 0xE0 <= b <= 0xEF else ord("N") if 0xF0 <= b <= 0xF4 else ord("x")
+    for b in range(256)
+)
+
+
+def _has_utf8_run(data: bytes) -> bool:
+    """Whether ``data`` holds two UTF-8 multi-byte characters in a row.
+
+    The regex costs some 40 ns a byte on legacy text; mapping bytes to their
+    classes and looking for one character first is a tenth of that, and
+    most legacy text has none.
+    """
+    classes = data.translate(_UTF8_CLASSES)
+    if b"Lc" not in classes and b"Mcc" not in classes and b"Nccc" not in classes:
+        return False
+    return _UTF8_RUN.search(data) is not None
+
+
+def _mixed_lines(data: bytes, declared: str | None) -> Decoded | None:
+    """Text in which UTF-8 lines and lines of one legacy charset are mixed, or None.
+
+    A list server appends a UTF-8 footer to a cp1251 message (or the reverse),
+    so neither the declaration nor one guess fits the whole part; each line
+    that is valid UTF-8 is read as UTF-8, the others by the usual rules.
+    """
+    lines = data.splitlines(keepends=True)
+    kinds: list[bool | None] = []  # True: UTF-8, False: legacy, None: ASCII
+    for line in lines:
+        if line.isascii():
+            kinds.append(None)
+            continue
+        try:
+            line.decode("utf_8")
+        except UnicodeDecodeError:
+            kinds.append(False)
+        else:
+            kinds.append(True)
+    if True not in kinds or False not in kinds:
+        return None
+    legacy = b"".join(line for line, kind in zip(lines, kinds, strict=True) if kind is False)
+    rest = decode_bytes(legacy, declared)
+    text = "".join(
+        line.decode("utf_8") if kind else line.decode(rest.charset, errors="replace")
+        for line, kind in zip(lines, kinds, strict=True)
+    )
+    utf8_count = kinds.count(True)
+    note = f"mixed charsets: {utf8_count} line(s) read as utf_8, {kinds.count(False)} as {rest.charset}"
+    return Decoded(text, rest.charset, note)
+
+
+def _iso2022jp_or_guess(data: bytes, note: str) -> Decoded:
+    """ISO-2022-JP that Python's codecs refuse: the Microsoft variant (CP50220/50221).
+
+    Outlook and Japanese phones put NEC and IBM extensions (circled digits
+    ①, Roman numerals Ⅰ) into ISO-2022-JP; no stdlib codec reads them, but
+    they are the same JIS rows in Shift_JIS form, which cp932 knows.
+    """
+    sjis = _iso2022jp_to_cp932(data)
+    if sjis is not None:
+        try:
+            text = sjis.decode("cp932")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return Decoded(text, "cp932", f"{note}; read as ISO-2022-JP with NEC/IBM extensions")
+    guess, why = detect_charset(data)
+    return Decoded(data.decode(guess, errors="replace"), guess, f"{note}; {why}" if why else note)
+
+
+_ISO2022_ESCAPE = re.compile(rb"\x1b(\$[@B]|\$\(D|\([BJI]|\$\(Q|\$\(O)")
+
+
+def _iso2022jp_to_cp932(data: bytes) -> bytes | None:
+    """ISO-2022-JP bytes re-encoded as Shift_JIS (cp932), or None if they are not that."""
+    out = bytearray()
+    mode = b"(B"
+    pos = 0
+    shifted = False  # SO/SI half-width katakana (CP50221)
+    while pos < len(data):
+        byte = data[pos]
+        if byte == 0x1B:
+            match = _ISO2022_ESCAPE.match(data, pos)
+            if match is None:
+                return None
+            mode = match.group(1)
+            pos = match.end()
+            continue
+        if byte in (0x0E, 0x0F):
+            shifted = byte == 0x0E
+            pos += 1
+            continue
+        if byte >= 0x80:
+            return None
+        if byte in (0x0A, 0x0D):
+            out.append(byte)
+            pos += 1
+        elif shifted or mode == b"(I":
+            if not 0x21 <= byte <= 0x5F:
+                return None
+            out.append(byte + 0x80)
+            pos += 1
+        elif mode in (b"(B", b"(J"):
+            out.append(byte)
+            pos += 1
+        else:
+            if pos + 1 >= len(data):
+                return None
+            first, second = byte, data[pos + 1]
+            if not (0x21 <= first <= 0x7E and 0x21 <= second <= 0x7E):
+                return None
+            # JIS X 0208 row/cell to Shift_JIS (the textbook mapping).
+            lead = (first + 1) // 2 + (0x70 if first <= 0x5E else 0xB0)
+            trail = second + (0x1F if first % 2 else 0x7E)
+            if first % 2 and second >= 0x60:
+                trail += 1
+            out += bytes((lead, trail))
+            pos += 2
+    return bytes(out)
 
 
 def decode_8bit(data: bytes, hint: str | None = None) -> str:
@@ -239,6 +509,7 @@ def decode_encoded_words(text: str) -> str:
     pending = b""
     pending_charset = ""
     pos = 0
+    after_word = False
     for match in _ENCODED_WORD.finditer(text):
         gap = text[pos : match.start()]
         charset, encoding, payload = match.groups()
@@ -249,11 +520,14 @@ def decode_encoded_words(text: str) -> str:
         if pending and (gap.strip() or charset.lower() != pending_charset):
             out.append(decode_bytes(pending, pending_charset).text)
             pending = b""
-        if not pending or gap.strip():
+        # RFC 2047 §6.2: white space between adjacent encoded words is not
+        # displayed, whatever their charsets.
+        if gap.strip() or not after_word:
             out.append(gap)
         pending += data
         pending_charset = charset.lower()
         pos = match.end()
+        after_word = True
     if pending:
         out.append(decode_bytes(pending, pending_charset).text)
     out.append(text[pos:])

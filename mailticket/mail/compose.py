@@ -44,6 +44,7 @@ from mailticket.mail import mime_writer
 # Control characters (C0, DEL, C1 — U+0085 is a line break for str.splitlines,
 # which the email package uses) and the Unicode line and paragraph separators.
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LITERAL_ENCODED_WORD = re.compile(r"=\?(?=[^?\s]+\?[bBqQ]\?)")
 
 # A message id without its angle brackets: printable ASCII except "<", ">" and
 # space, with a bound so a hostile References header cannot blow up our mail.
@@ -262,7 +263,10 @@ def compose(
         msg["Cc"] = tuple(_address(a) for a in cc)
     if reply_to:
         msg["Reply-To"] = _address(reply_to)
-    msg["Subject"] = clean_header(subject)
+    # The stdlib's header registry decodes a literal encoded word in the text
+    # again, into bytes it then cannot fold (a crash the fuzz test found); a
+    # word joiner keeps it text. compose_bytes writes such words literally anyway.
+    msg["Subject"] = _LITERAL_ENCODED_WORD.sub("=\u2060?", clean_header(subject))
     msg["Date"] = date
     msg["Message-ID"] = "<" + message_id + ">"
     parent = _message_id(in_reply_to) if in_reply_to else None

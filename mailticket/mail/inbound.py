@@ -85,6 +85,11 @@ class InboundMail:
     dsn: tuple[DsnRecipient, ...] = ()
     # The report-type parameter of a multipart/report ("delivery-status", ...).
     report_type: str = ""
+    # Every address of every From field: more than one, without a Sender, names nobody.
+    from_addresses: tuple[str, ...] = ()
+    # Where from_addr came from: "from", or "sender", "reply-to", "return-path"
+    # when From held no readable address (issue 14), "" when nothing did.
+    from_source: str = "from"
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""

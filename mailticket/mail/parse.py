@@ -18,11 +18,16 @@ Addresses are parsed from the raw value, before encoded words are decoded,
 so an encoded comma or ``<`` in a display name cannot smuggle in an extra
 address. The feed parser gets the bytes through :mod:`mailticket.mail.lean`,
 which builds the same tree without the whole-mail copies of ``parsebytes``
-(a 34 MB mail cost some 300 MB before).
+(a 34 MB mail cost some 300 MB before). A broken header block (a bare CR,
+an unindented continuation, junk before the first header) is repaired on the
+raw bytes first (:mod:`mailticket.mail.header_block`), so the Message-ID
+after it is not lost. When From holds no readable address, the sender comes
+from Sender, Reply-To or Return-Path, and ``from_source`` says which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
 import email.utils
 import re
@@ -30,11 +35,12 @@ from datetime import UTC, datetime
 from email.message import Message
 
 from mailticket.errors import UnparseableMessage
-from mailticket.mail.address_lists import is_daemon_address, parse_addresses
+from mailticket.mail.address_lists import is_daemon_address, parse_addresses, salvage_address
 from mailticket.mail.body import extract_body
 from mailticket.mail.bounce_scan import BOUNCE_SUBJECT, looks_like_bounce, scan_bounce
-from mailticket.mail.charsets import decode_header_value
+from mailticket.mail.charsets import decode_header_value, detect_charset, mostly_runs
 from mailticket.mail.filenames import safe_filename
+from mailticket.mail.header_block import repair_header_block
 from mailticket.mail.inbound import (
     MAX_DEPTH,
     MAX_HEADER_BLOCK,
@@ -66,6 +72,10 @@ __all__ = [
 _HEADER_LINE = re.compile(rb"^(From |[\041-\071\073-\176]*:|[\t ])")
 # Declared containers; a cheap bound on parts and depth before parsing.
 _CONTAINER = re.compile(rb"(?im)^content-type[ \t]*:\s*(?:multipart|message)/")
+# How much of the mail helps to guess the charset of undeclared 8-bit headers.
+_HINT_SAMPLE = 8 * 1024
+# Readings of a short header value that need no second opinion (Cyrillic is preferred).
+_SETTLED = frozenset({"utf_8", "cp1251", "koi8_r", "cp866"})
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)
 
 
@@ -168,6 +178,54 @@ def _raw_headers(msg: Message) -> list[tuple[str, str]]:
     return [(name.strip().lower(), str(value)) for name, value in msg.raw_items()]
 
 
+def _undeclared_hint(raw_headers: list[tuple[str, str]], raw: bytes) -> str | None:
+    """A charset for raw 8-bit headers of a mail that declares none, or None.
+
+    A subject or file name alone is too short to tell Latin from Chinese,
+    Japanese or Korean, so when one reads as neither UTF-8 nor Cyrillic, the
+    guess is made again on the start of the mail (headers and body), and a
+    wide answer (a script other than Cyrillic or Latin) becomes the hint.
+    Mail with ASCII, UTF-8 or Russian headers (nearly all) skips it.
+    """
+    for _, value in raw_headers:
+        if value.isascii():
+            continue
+        with contextlib.suppress(UnicodeEncodeError):
+            data = value.encode("ascii", "surrogateescape")
+            # The same value is decoded (and detected, from the cache) right after.
+            if mostly_runs(data, 2) and detect_charset(data)[0] not in _SETTLED:
+                lines = raw[:_HINT_SAMPLE].splitlines()
+                sample = b"\n".join(line for line in lines if not line.isascii())
+                codec, why = detect_charset(sample)
+                return codec if why is not None else None
+    return None
+
+
+def _recover_sender(
+    raw_headers: list[tuple[str, str]], hint: str | None, defects: list[str]
+) -> tuple[str, str, str]:
+    """(display name, addr-spec, source header) when From holds no readable address.
+
+    The best address of From, then Sender, then Reply-To, then the envelope
+    as the MTA recorded it (Return-Path); the source is recorded so that
+    authentication knows what it rests on. A display name never supplies one.
+    """
+    froms = [v for n, v in raw_headers if n == "from"]
+    name = decode_header_value(froms[0], hint) if froms else ""
+    for header in ("from", "sender", "reply-to", "return-path"):
+        values = [v for n, v in raw_headers if n == header]
+        found = parse_addresses(values, header.title(), hint, []) if header != "from" else []
+        addr = found[0][1] if found else salvage_address(values)
+        if addr:
+            defects.append(
+                "address recovered from a malformed From" if header == "from"
+                else f"no readable address in From; sender taken from {header.title()}"
+            )
+            shown = "" if "@" in name else name
+            return (shown if header != "from" else ""), addr, header
+    return name if "@" not in name else "", "", ""
+
+
 def parse(raw: bytes) -> InboundMail:
     """Decode ``raw`` into an :class:`InboundMail`.
 
@@ -175,12 +233,13 @@ def parse(raw: bytes) -> InboundMail:
         (header block, header count or size, MIME depth, parts, decoded size)
         is exceeded; the reason says which.
     """
-    msg, runs = _parse_bytes(raw)
-    defects = _check_structure(msg)
+    fixed, defects = repair_header_block(raw)
+    msg, runs = _parse_bytes(fixed)
+    defects += _check_structure(msg)
     raw_headers = _raw_headers(msg)
     ctype_raw = next((value for name, value in raw_headers if name == "content-type"), "")
     charset_match = _CHARSET_PARAM.search(ctype_raw)
-    hint = charset_match.group(1) if charset_match else None
+    hint = charset_match.group(1) if charset_match else _undeclared_hint(raw_headers, fixed)
 
     headers: dict[str, list[str]] = {}
     for name, value in raw_headers:
@@ -191,6 +250,9 @@ def parse(raw: bytes) -> InboundMail:
 
     from_list = parse_addresses([v for n, v in raw_headers if n == "from"], "From", hint, defects)
     from_name, from_addr = from_list[0] if from_list else ("", "")
+    from_source = "from"
+    if not from_addr:
+        from_name, from_addr, from_source = _recover_sender(raw_headers, hint, defects)
 
     def address_field(name: str, label: str) -> tuple[str, ...]:
         values = [v for n, v in raw_headers if n == name]
@@ -215,7 +277,7 @@ def parse(raw: bytes) -> InboundMail:
     dsn = body.dsn
     if not dsn and looks_like_bounce(msg, subject, from_addr, report_type):
         runs.splice(msg)  # flufl.bounce reads bodies: give it every byte
-        dsn = scan_bounce(raw, msg, defects)
+        dsn = scan_bounce(fixed, msg, defects)
 
     return InboundMail(
         message_id=message_ids[0] if message_ids else None,
@@ -238,4 +300,6 @@ def parse(raw: bytes) -> InboundMail:
         is_report=ctype == "multipart/report",
         dsn=tuple(dsn),
         report_type=report_type,
+        from_addresses=tuple(addr for _, addr in from_list),
+        from_source=from_source,
     )

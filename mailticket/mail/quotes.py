@@ -11,8 +11,14 @@ wording, so this module knows the common layouts:
   (``От:/Отправлено:/Кому:/Тема:``);
 * an attribution line (Gmail, Thunderbird, Apple Mail, Yandex, Mail.ru), in
   English or Russian, possibly wrapped over two or three lines;
-* ``>``-quoted lines at the end;
-* a signature after ``-- `` and "Sent from my iPhone"-style lines.
+* ``>``-quoted lines at the end, also when a mailing-list or corporate
+  footer follows them, and in either order with a signature;
+* a signature after ``-- ``, "Sent from my iPhone"-style lines (also with a
+  carrier or brand before the device), a ``-Name`` sign-off directly under
+  the text, and a rule of dashes or underscores left over from a separator.
+
+What the writer typed between quoted lines (inline answers) stays, and so do
+quoted lines with the writer's text below them.
 
 Commands are parsed from the result, so whatever is cut here can never run a
 command (SECURITY.md R5.8).
@@ -57,14 +63,42 @@ _DATE_RE = re.compile(r"\b(\d{4}|\d{1,2}[./]\d{1,2}[./]\d{2,4})\b")
 _ENGLISH_ON_RE = re.compile(r"^on\s.*\d.*\bwrote:\s*$", re.IGNORECASE)
 
 _SIGNATURE_RE = re.compile(r"^--\s?$")
+# The devices of "Sent from my …"; the words between "my" and the device must
+# be capitalised brand or carrier names ("Verizon Wireless BlackBerry"), so
+# "Sent from my desk phone" is a sentence, not a signature.
+_DEVICES = (
+    r"iphone|ipad|ipod|android|samsung|galaxy|huawei|xiaomi|honor|blackberry|pixel|nokia"
+    r"|mobile|phone|smartphone|windows phone"
+)
 _MOBILE_RE = re.compile(
-    r"^\s*(sent from my (iphone|ipad|android|samsung|galaxy|huawei|xiaomi|honor|blackberry"
-    r"|mobile|phone|smartphone)\b[\w\s.-]{0,40}"
-    r"|sent from (mail for windows|outlook for (ios|android)|yahoo mail|yandex\s?mail)\b.*"
+    rf"^\s*(sent from my (?:(?-i:[A-Z0-9][\w&.+-]*)\s+){{0,3}}({_DEVICES})\b[\w\s.-]{{0,40}}"
+    r"|sent from (mail for windows|outlook for (ios|android)|yahoo mail|yandex\s?mail"
+    r"|mail\.ru|mymail)\b.*"
     r"|get outlook for (ios|android)\b.*"
-    r"|отправлено с (моего )?(iphone|ipad|android|samsung|galaxy|мобильного)\b.*"
-    r"|отправлено из (мобильной )?(почты mail\.ru|яндекс\.?\s?почты|почты для windows)\b.*"
+    r"|отправлено с (моего )?(iphone|ipad|android|samsung|galaxy|huawei|xiaomi|honor|мобильного"
+    r"|смартфона|телефона|планшета)\b.*"
+    r"|отправлено из (мобильной |приложения )?(почты mail\.ru|mail\.ru|яндекс\.?\s?почты"
+    r"|почты для windows)\b.*"
     r"|получить outlook для (ios|android)\b.*)$",
+    re.IGNORECASE,
+)
+# "-Boris", "—Анна Петрова": a sign-off under the last line of text. A hyphen
+# must touch the name, so the last item of a "- item" list is not taken for one.
+_SIGN_OFF_RE = re.compile(r"^\s*(-|[–—]\s?)[A-ZА-ЯЁ][\w.'’-]*( [A-ZА-ЯЁ][\w.'’-]*)?\s*$")
+_BULLET_RE = re.compile(r"^\s*[-–—*•]")
+# A line of dashes, underscores or equals signs: a rule, never text.
+_RULE_RE = re.compile(r"^\s*[-_=–—]{3,}\s*$")
+# The first line of a mailing-list or legal footer appended below the history.
+_FOOTER_RE = re.compile(
+    r"^\s*(you received this (message|e-?mail) because|to unsubscribe\b|unsubscribe:"
+    r"|(this|the) (e-?mail|message|communication)\b.{0,80}\b(confidential|privileged)"
+    r"|the information (contained )?in this (e-?mail|message)"
+    r"|confidentiality notice|disclaimer\s*:"
+    r"|(это|данное|настоящее) (электронное )?(сообщение|письмо)\b.{0,80}"
+    r"(конфиденциальн|предназначен)"
+    r"|информация, содержащаяся в (этом|данном|настоящем) (сообщении|письме)"
+    r"|вы получили это (сообщение|письмо)|чтобы отказаться от подписки|отписаться от рассылки"
+    r"|конфиденциальность\s*:)",
     re.IGNORECASE,
 )
 
@@ -73,6 +107,7 @@ def strip_reply(text: str) -> str:
     """The new text of a reply: history and signature cut, surrounding blank lines trimmed."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lines = lines[: _hard_marker(lines)]
+    lines = lines[: _footer(lines)]
     attribution = _attribution(lines)
     if attribution is not None:
         start, end = attribution
@@ -81,7 +116,13 @@ def strip_reply(text: str) -> str:
         lines = lines[:start] + (rest if _is_inline_reply(rest) else [])
     lines = _drop_trailing_quote(lines)
     lines = _cut_signature(lines)
-    return _trim(lines)
+    # What the signature cut may leave at the end: a quote above it, a sign-off,
+    # a rule; each may uncover another, so cut until nothing changes.
+    while True:
+        before = len(lines)
+        lines = _drop_trailing_rules(_drop_sign_off(_drop_trailing_quote(lines)))
+        if len(lines) == before:
+            return _trim(lines)
 
 
 def _hard_marker(lines: list[str]) -> int:
@@ -144,8 +185,29 @@ def _is_inline_reply(rest: list[str]) -> bool:
         elif line.strip():
             # Unquoted text before any quote is history (HTML converted to text);
             # after the quotes it is an answer, unless it is only our signature.
-            return seen_quote and not (_SIGNATURE_RE.match(line) or _MOBILE_RE.match(line))
+            return seen_quote and not _is_signature(line)
     return False
+
+
+def _footer(lines: list[str]) -> int:
+    """Where a list or legal footer below the quoted history starts, or len(lines).
+
+    Such a footer after the history would otherwise make the quote look like
+    an inline answer and keep the whole history. It starts after a quote
+    (possibly below inline answers) at a paragraph that is a rule or opens
+    with the usual list or legal wording, and holds no quoted line.
+    """
+    quoted = [i for i, line in enumerate(lines) if _is_quoted(line)]
+    if not quoted:
+        return len(lines)
+    for k in range(quoted[-1] + 1, len(lines)):
+        line, above = lines[k], lines[k - 1]
+        if not line.strip() or (above.strip() and not _is_quoted(above)):
+            continue
+        head = " ".join(part.strip() for part in lines[k : k + 2])
+        if _RULE_RE.match(line) or _FOOTER_RE.match(head):
+            return k
+    return len(lines)
 
 
 def _drop_trailing_quote(lines: list[str]) -> list[str]:
@@ -159,9 +221,45 @@ def _drop_trailing_quote(lines: list[str]) -> list[str]:
 def _cut_signature(lines: list[str]) -> list[str]:
     """Cut at the first unquoted ``-- `` line or mobile-client signature line."""
     for i, line in enumerate(lines):
-        if _SIGNATURE_RE.match(line) or _MOBILE_RE.match(line):
+        if _is_signature(line):
             return lines[:i]
     return lines
+
+
+def _is_signature(line: str) -> bool:
+    """A ``-- `` marker or a mobile client's line (no-break spaces read as spaces)."""
+    line = line.replace("\xa0", " ").replace("\u202f", " ")
+    return bool(_SIGNATURE_RE.match(line) or _MOBILE_RE.match(line))
+
+
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _drop_sign_off(lines: list[str]) -> list[str]:
+    """Without a ``-Name`` line that ends the text directly under a line of text."""
+    end = _last_nonblank(lines)
+    if end is None or end == 0 or not _SIGN_OFF_RE.match(lines[end]):
+        return lines
+    above = lines[end - 1]
+    if not above.strip() or _is_quoted(above) or _BULLET_RE.match(above):
+        return lines
+    return lines[:end]
+
+
+def _drop_trailing_rules(lines: list[str]) -> list[str]:
+    """Without rules (dashes, underscores) at the end: what is left of a cut separator."""
+    end = _last_nonblank(lines)
+    while end is not None and _RULE_RE.match(lines[end]):
+        end = _last_nonblank(lines[:end])
+    return lines[: (end + 1) if end is not None else 0]
+
+
+def _last_nonblank(lines: list[str]) -> int | None:
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].strip():
+            return i
+    return None
 
 
 def _next_nonblank(lines: list[str], start: int) -> int | None:

@@ -22,7 +22,7 @@ from mailticket.config import Config
 from mailticket.log import get as get_logger
 from mailticket.mail import addresses, compose
 from mailticket.model import ArticleKind, Direction, Line
-from mailticket.outbound import suppression
+from mailticket.outbound import promise, suppression
 from mailticket.outbound.caps import auto_mail_allowed, log_auto_mail
 from mailticket.outbound.render import Rendered, Renderer
 from mailticket.store import after_flush
@@ -129,6 +129,7 @@ def queue_mail(
     attachments: Sequence[tuple[str, str, bytes]] = (),
     rendered: Rendered | None = None,
     suppressed: Collection[str] | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> OutboxItem | None:
     """Render, compose and queue one mail; it leaves when the transaction commits.
 
@@ -178,6 +179,7 @@ def queue_mail(
         reply_to=reply_to,
         loop_id=notifier.config.daemon.instance_id,
         attachments=attachments,
+        extra_headers=extra_headers,
         date=now,
     )
     item = OutboxItem(
@@ -229,6 +231,8 @@ def acknowledge(
         "customer_name": customer_name,
         "contract_name": about["contract_name"],
         "support_address": notifier.support_address,
+        # The SLA engine's due time, stamped on the ticket before the ack is written.
+        "promise": promise.first_response(notifier.config, ticket),
     }
     item = queue_mail(
         session,

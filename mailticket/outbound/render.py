@@ -69,6 +69,11 @@ _WEEKDAYS = {
 }
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _UNITS = {"ru": ("ч", "мин"), "en": ("h", "min")}
+# Genitive months ("7 декабря") and full English names, for promised times.
+_MONTHS_RU_GEN = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
+                  "сентября", "октября", "ноября", "декабря")
+_MONTHS_EN_FULL = ("January", "February", "March", "April", "May", "June", "July", "August",
+                   "September", "October", "November", "December")
 _DECIMAL_POINT = {"ru": ",", "en": "."}
 
 
@@ -110,6 +115,41 @@ def format_duration(minutes: int | float, locale: str) -> str:
     if hours:
         return f"{sign}{hours} {hour_unit}"
     return f"{sign}{rest} {minute_unit}"
+
+
+def format_promise(value: datetime, timezone: str, locale: str) -> str:
+    """A promised instant as a customer reads it: ``10:30 пн, 7 декабря`` / ``10:30 Mon, 7 December``.
+
+    No year and no zone name: a promise lies days ahead, in the customer's own zone.
+    """
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValueError("promise filter needs an aware datetime")
+    local = value.astimezone(ZoneInfo(timezone))
+    weekday = _WEEKDAYS[locale][local.weekday()]
+    months = _MONTHS_RU_GEN if locale == "ru" else _MONTHS_EN_FULL
+    return f"{local:%H:%M} {weekday}, {local.day} {months[local.month - 1]}"
+
+
+def _ru_genitive(count: int, one: str, many: str) -> str:
+    """After «в течение»: 1, 21, 31 … take the genitive singular, the rest the plural."""
+    return one if count % 10 == 1 and count % 100 != 11 else many
+
+
+def format_within(minutes: int, locale: str) -> str:
+    """A period in words for «в течение …» / "within …": ``30 минут``, ``1 часа``, ``2 hours``."""
+    hours, rest = divmod(int(minutes), 60)
+    parts: list[str] = []
+    if locale == "ru":
+        if hours:
+            parts.append(f"{hours} {_ru_genitive(hours, 'часа', 'часов')}")
+        if rest or not hours:
+            parts.append(f"{rest} {_ru_genitive(rest, 'минуты', 'минут')}")
+    else:
+        if hours:
+            parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+        if rest or not hours:
+            parts.append(f"{rest} minute{'s' if rest != 1 else ''}")
+    return " ".join(parts)
 
 
 def format_decimal(value: int | float, locale: str, places: int = 1) -> str:
@@ -159,6 +199,8 @@ def _environment(directory: Path, locale: str, *, html: bool) -> jinja2.Environm
         "datetime": partial(_datetime_filter, locale=locale),
         "duration": partial(format_duration, locale=locale),
         "decimal": partial(format_decimal, locale=locale),
+        "promise": partial(_promise_filter, locale=locale),
+        "within": partial(format_within, locale=locale),
         "detag": detag,
         "nl2br": nl2br,
     }
@@ -186,6 +228,11 @@ def _strict(function: Callable[..., Any]) -> Callable[..., Any]:
 def _datetime_filter(value: datetime, timezone: str, *, locale: str) -> str:
     """Adapter so templates write ``value|datetime(tz)``."""
     return format_datetime(value, timezone, locale)
+
+
+def _promise_filter(value: datetime, timezone: str, *, locale: str) -> str:
+    """Adapter so templates write ``value|promise(tz)``."""
+    return format_promise(value, timezone, locale)
 
 
 class Renderer:

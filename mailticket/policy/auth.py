@@ -10,6 +10,15 @@ an outsider cannot produce:
    ``Authentication-Results`` header, written by an authserv-id we trust
    (RFC 8601; SECURITY.md §2). SPF alone never counts.
 
+A reply token proves possession of one notice, not identity (SECURITY.md
+R1.2), so ``verified`` says whether SMTP AUTH or a trusted DKIM/DMARC pass
+also backs the sender; the engineer path decides by the configured evidence
+level (``config.engineer_evidence``) what a token-only reply may do. Every
+piece of evidence refused is named in ``refusals`` with a stable code, so the
+paths can log and audit why. A mail with two From (or Subject, Message-ID …)
+fields is ambiguous: which one a reader sees is up to the reader, so it
+authenticates nobody and is quarantined (``ambiguous``).
+
 A mail that claims an engineer's address without evidence is flagged as
 forged: the pipeline gives it no effect and tells the real engineer. Customers
 are matched by contract contact, then by contract domain. The module is pure:
@@ -18,15 +27,18 @@ it reads the parsed mail, the envelope and the config, and returns a value.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import authres
 
 from mailticket.config import Config
 from mailticket.mail.addresses import (
     TokenStatus,
+    decode_reply_token,
     find_token_address,
     is_our_address,
     is_subdomain,
@@ -43,6 +55,36 @@ from mailticket.policy import contracts
 SUBMISSION_SOURCE = "submission"
 # Comments may precede the authserv-id: "Authentication-Results: (x) mx.example.net; ...".
 _COMMENT_RE = re.compile(r"\([^()]*\)")
+# RFC 5322 §3.6: each of these occurs at most once; a second copy is a forgery tool.
+SINGLE_FIELDS = ("from", "sender", "subject", "message-id", "date", "to", "cc", "reply-to",
+                 "in-reply-to", "references")
+_EPOCH = date(1970, 1, 1)
+
+
+class Refusal(enum.StrEnum):
+    """Why a piece of engineer evidence was refused: stable codes for logs and audit."""
+
+    NO_EVIDENCE = "no_evidence"
+    TOKEN_OWNER_MISMATCH = "token_owner_mismatch"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_INVALID = "token_invalid"
+    AUTH_USER_MISMATCH = "auth_user_mismatch"
+    WEAK_EVIDENCE = "weak_evidence"
+    REPLAYED = "replayed"
+    DUPLICATE_FROM = "duplicate_from"
+    DUPLICATE_HEADER = "duplicate_header"
+    MULTIPLE_FROM = "multiple_from"
+    DKIM_LENGTH_TAG = "dkim_length_tag"
+    DKIM_UNALIGNED = "dkim_unaligned"
+    FORGED_AUTHRES = "forged_authres"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One refused piece of evidence: the code and a sentence for people."""
+
+    code: Refusal
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +102,17 @@ class Authentication:
     token_owner: str | None = None
     # A lower Authentication-Results header claims a trusted authserv-id (log it).
     forged_auth_results: bool = False
+    # SMTP AUTH as the sender or an aligned trusted DKIM/DMARC pass backs the From.
+    verified: bool = False
+    # Evidence that was presented and refused, in the order found.
+    refusals: tuple[Refused, ...] = ()
+    # The sender's valid reply token (its ``+detail``) and the day it was issued.
+    token: str | None = None
+    token_issued: date | None = None
+    # The ticket a token of another engineer (``token_owner``) names.
+    token_owner_ticket_id: int | None = None
+    # Set when duplicate single-occurrence fields make the mail ambiguous: quarantine it.
+    ambiguous: Refused | None = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +122,17 @@ class _ArVerdict:
     aligned_pass: bool
     forged: bool
     note: str
+    refusals: tuple[Refused, ...] = ()
 
 
 def authenticate(
     mail: InboundMail, envelope: Envelope, config: Config, today: date
 ) -> Authentication:
     """Classify the sender of ``mail`` as engineer (with evidence), customer, or unknown."""
+    ambiguous = _ambiguous(mail)
+    if ambiguous is not None:
+        unknown = _unknown(normalise_address(mail.from_addr), ambiguous.detail)
+        return dataclasses.replace(unknown, ambiguous=ambiguous, refusals=(ambiguous,))
     sender = normalise_address(mail.from_addr)
     if not sender:
         return _unknown("", "no usable From address")
@@ -94,7 +152,7 @@ def authenticate(
     notes = [ar.note] if ar.note else []
     owner = None
     if token_address is not None:
-        owner = _token_owner(token_address, engineers, config, today)
+        owner, _ = _token_owner(token_address, engineers, config, today)
         if owner is not None:
             # A token is a bearer credential for its owner only (SECURITY.md R1.3).
             notes.append(f"reply token of {owner} presented by {sender}: not accepted")
@@ -122,39 +180,65 @@ def _authenticate_engineer(
 ) -> Authentication:
     """The sender's From: is an engineer: accept it only with evidence."""
     notes: list[str] = []
+    refusals: list[Refused] = []
     evidence = Evidence.NONE
     token_ticket: int | None = None
     owner: str | None = None
+    owner_ticket: int | None = None
+    token: str | None = None
+    issued: date | None = None
+    verified = False
 
     auth_user = normalise_address(envelope.auth_user or "")
     if auth_user and envelope.source == SUBMISSION_SOURCE:
         if auth_user == sender:
             evidence = Evidence.SMTP_AUTH
+            verified = True
             notes.append("SMTP AUTH as the sender on the submission listener")
         else:
             notes.append(f"SMTP AUTH as {auth_user}, not as the sender")
+            refusals.append(Refused(Refusal.AUTH_USER_MISMATCH,
+                                    f"SMTP AUTH as {auth_user}, not as {sender}"))
 
     if token_address is not None:
         check = verify_reply_token(config.mail.reply_token_secret, token_address, sender, today)
         if check.status is TokenStatus.VALID:
             token_ticket = check.ticket_id
+            token = split_address(token_address)[0].split("+", 1)[1].lower()
+            decoded = decode_reply_token(token)
+            issued = _EPOCH + timedelta(days=decoded.issued_day) if decoded else None
             if evidence is Evidence.NONE:
                 evidence = Evidence.REPLY_TOKEN
             notes.append(f"reply token for ticket {check.ticket_id} verified for the sender")
         else:
-            owner = _token_owner(token_address, engineers, config, today)
+            owner, owner_ticket = _token_owner(token_address, engineers, config, today)
             if owner is not None:
                 notes.append(f"reply token belongs to {owner}, not to the sender")
+                refusals.append(Refused(Refusal.TOKEN_OWNER_MISMATCH,
+                                        f"reply token of {owner} presented by {sender}"))
+            elif check.status is TokenStatus.EXPIRED:
+                notes.append(f"reply token refused: {check.status}")
+                refusals.append(Refused(Refusal.TOKEN_EXPIRED,
+                                        f"reply token for ticket {check.ticket_id} expired"))
+                owner_ticket = check.ticket_id
             else:
                 notes.append(f"reply token refused: {check.status}")
+                refusals.append(Refused(Refusal.TOKEN_INVALID,
+                                        f"reply token refused: {check.status}"))
 
-    if ar.aligned_pass and evidence is Evidence.NONE:
-        evidence = Evidence.DKIM
+    if ar.aligned_pass:
+        verified = True
+        if evidence is Evidence.NONE:
+            evidence = Evidence.DKIM
     if ar.note:
         notes.append(ar.note)
+    refusals.extend(ar.refusals)
 
     if evidence is Evidence.NONE:
         notes.insert(0, f"From claims engineer {sender} without evidence")
+        if not refusals:
+            refusals.append(Refused(Refusal.NO_EVIDENCE,
+                                    f"From claims engineer {sender} without evidence"))
         return Authentication(
             principal=Principal(
                 kind=PrincipalKind.UNKNOWN, address=sender, claimed_engineer=sender
@@ -162,7 +246,9 @@ def _authenticate_engineer(
             token_ticket_id=None,
             forged=True,
             reason="; ".join(notes),
+            refusals=tuple(refusals),
             token_owner=owner,
+            token_owner_ticket_id=owner_ticket,
             forged_auth_results=ar.forged,
         )
     notes.insert(0, f"engineer {sender} by {evidence}")
@@ -173,7 +259,12 @@ def _authenticate_engineer(
         token_ticket_id=token_ticket,
         forged=False,
         reason="; ".join(notes),
+        verified=verified,
+        refusals=tuple(refusals),
+        token=token,
+        token_issued=issued,
         token_owner=owner,
+        token_owner_ticket_id=owner_ticket,
         forged_auth_results=ar.forged,
     )
 
@@ -201,12 +292,29 @@ def _token_address(
 
 def _token_owner(
     token_address: str, engineers: dict[str, Engineer], config: Config, today: date
-) -> str | None:
-    """The configured engineer a token verifies for, trying each one (the list is short)."""
+) -> tuple[str | None, int | None]:
+    """The engineer a token verifies for and its ticket, trying each one (the list is short)."""
     for address in engineers:
         check = verify_reply_token(config.mail.reply_token_secret, token_address, address, today)
         if check.status is TokenStatus.VALID:
-            return address
+            return address, check.ticket_id
+    return None, None
+
+
+def _ambiguous(mail: InboundMail) -> Refused | None:
+    """A second copy of a single-occurrence field, or a From of many without a Sender.
+
+    Readers disagree about which copy counts (DKIM may sign one, a client shows
+    the other; RFC 6376 §8.15), so such a mail can prove nobody's identity.
+    """
+    for name in SINGLE_FIELDS:
+        count = len(mail.headers.get(name, ()))
+        if count > 1:
+            code = Refusal.DUPLICATE_FROM if name == "from" else Refusal.DUPLICATE_HEADER
+            return Refused(code, f"{count} {name} header fields; RFC 5322 allows one")
+    if len(mail.from_addresses) > 1 and not mail.headers.get("sender"):
+        return Refused(Refusal.MULTIPLE_FROM,
+                       f"From names {len(mail.from_addresses)} addresses and there is no Sender")
     return None
 
 
@@ -251,11 +359,8 @@ def _read_auth_results(
         return _ArVerdict(False, False, "Authentication-Results ignored: no trusted authserv-id")
     lower_ids = [_authserv_id(v) for v in values[1:]]
     if any(i in trusted for i in lower_ids):
-        return _ArVerdict(
-            False,
-            True,
-            "forged Authentication-Results: a lower header claims a trusted authserv-id",
-        )
+        note = "forged Authentication-Results: a lower header claims a trusted authserv-id"
+        return _ArVerdict(False, True, note, (Refused(Refusal.FORGED_AUTHRES, note),))
     first = values[0]
     first_id = _authserv_id(first)
     if first_id not in trusted:
@@ -269,13 +374,52 @@ def _read_auth_results(
         )
     except Exception:  # authres raises its own errors and ValueError/IndexError on odd input.
         return _ArVerdict(False, False, "Authentication-Results unparseable: no evidence")
-    if _aligned_pass(header.results, from_domain):
-        return _ArVerdict(True, False, f"aligned DKIM/DMARC pass from {first_id}")
-    return _ArVerdict(False, False, f"no aligned DKIM/DMARC pass from {first_id}")
+    passed, refusals = _aligned_pass(header.results, from_domain, _signatures(mail))
+    if passed:
+        return _ArVerdict(True, False, f"aligned DKIM/DMARC pass from {first_id}", refusals)
+    return _ArVerdict(False, False, f"no aligned DKIM/DMARC pass from {first_id}", refusals)
 
 
-def _aligned_pass(results: list[authres.core.AuthenticationResult], from_domain: str) -> bool:
-    """Whether a ``dkim=pass`` (header.d aligned) or ``dmarc=pass`` (header.from equal) is there."""
+def _signatures(mail: InboundMail) -> list[dict[str, str]]:
+    """The tags of every DKIM-Signature field (RFC 6376 §3.2 tag=value; list), lower-cased names."""
+    found = []
+    for value in mail.headers.get("dkim-signature", ()):
+        tags: dict[str, str] = {}
+        for item in value.split(";"):
+            name, eq, tag_value = item.partition("=")
+            if eq:
+                tags[name.strip().lower()] = "".join(tag_value.split())
+        found.append(tags)
+    return found
+
+
+def _signed_with_length(
+    signatures: list[dict[str, str]], signer: str, header_b: str
+) -> bool:
+    """Whether a signature by ``signer`` (the one ``header.b`` names, if given) has ``l=``.
+
+    ``l=`` signs only the first bytes of the body, so anything appended after
+    them passes (RFC 6376 §8.2). A result that names no signature we can find
+    is taken as the MTA's word: it may have verified and removed it.
+    """
+    for tags in signatures:
+        if normalise_domain(tags.get("d", "")) != signer:
+            continue
+        if header_b and not tags.get("b", "").startswith(header_b):
+            continue
+        if "l" in tags:
+            return True
+    return False
+
+
+def _aligned_pass(
+    results: list[authres.core.AuthenticationResult],
+    from_domain: str,
+    signatures: list[dict[str, str]],
+) -> tuple[bool, tuple[Refused, ...]]:
+    """Whether a ``dkim=pass`` (header.d aligned, no ``l=``) or ``dmarc=pass`` (header.from
+    equal, no aligned ``l=`` signature it may rest on) is there; and what was refused."""
+    refusals: list[Refused] = []
     for result in results:
         method = str(result.method or "").lower()
         if str(result.result or "").lower() != "pass":
@@ -288,10 +432,23 @@ def _aligned_pass(results: list[authres.core.AuthenticationResult], from_domain:
             signer = normalise_domain(props.get(("header", "d"), ""))
             # Relaxed alignment: the signer may be a parent of the From domain, but
             # never a bare top-level label that would align with everything.
-            if "." in signer and is_subdomain(from_domain, signer):
-                return True
-        elif method == "dmarc" and (
+            if not ("." in signer and is_subdomain(from_domain, signer)):
+                refusals.append(Refused(Refusal.DKIM_UNALIGNED,
+                                        f"DKIM pass for {signer!r} is not aligned with {from_domain}"))
+                continue
+            if _signed_with_length(signatures, signer, "".join(props.get(("header", "b"), "").split())):
+                refusals.append(Refused(Refusal.DKIM_LENGTH_TAG,
+                                        f"DKIM signature of {signer} signs only part of the body (l=)"))
+                continue
+            return True, tuple(refusals)
+        if method == "dmarc" and (
             normalise_domain(props.get(("header", "from"), "")) == from_domain
         ):
-            return True
-    return False
+            aligned = {normalise_domain(t.get("d", "")) for t in signatures}
+            if any("." in d and is_subdomain(from_domain, d)
+                   and _signed_with_length(signatures, d, "") for d in aligned):
+                refusals.append(Refused(Refusal.DKIM_LENGTH_TAG,
+                                        f"DMARC pass for {from_domain} may rest on an l= signature"))
+                continue
+            return True, tuple(refusals)
+    return False, tuple(refusals)

@@ -30,6 +30,7 @@ from mailticket.processing import ratings as feedback
 from mailticket.processing.work import Context, Disposition, Outcome, Work, auth_of, mail_of
 from mailticket.store.schema import QueueState, SpoolItem, Ticket
 from mailticket.tickets import service as tickets
+from mailticket.tickets import sla_stamp
 
 # The logger threading always used, kept for log filters.
 log = get_logger("pipeline")
@@ -132,7 +133,9 @@ def persist(work: Work, ctx: Context) -> Work | Outcome:
         event = "new"
     elif work.kind == MailKind.NORMAL:
         event = "reply"
-        if Status(ticket.status) in (Status.RESOLVED, Status.CLOSED):
+        # A colleague's answer to the rating request is a comment: no reopening.
+        if (Status(ticket.status) in (Status.RESOLVED, Status.CLOSED)
+                and not feedback.colleague_answer(ctx, work)):
             tickets.change_status(ctx.session, ticket, Status.OPEN, actor=principal.address,
                                   now=ctx.now)
             event = "reopened"
@@ -243,6 +246,9 @@ def announce(work: Work, ctx: Context) -> Work:
         with ctx.session.no_autoflush:
             blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
     if work.event == "new":
+        # The ack states the promised first-response time: stamp it now (the
+        # pipeline's restamp after the chain finds the same due times).
+        sla_stamp.restamp(ctx.session, ctx.config, ticket, ctx.now)
         notify.acknowledge(
             ctx.session,
             ctx.notifier,

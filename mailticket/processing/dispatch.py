@@ -7,7 +7,8 @@ Exits are values, not exceptions: an exception is a bug or an outage, which
 the worker retries and finally quarantines. Exits not ``done`` are marked.
 
 intake    parse → classify → authenticate
-          too_large (rejected), unparseable (quarantined)
+          too_large (rejected), unparseable (quarantined),
+          ambiguous_headers (quarantined)
 
 route     the first rule that matches (like Mailman's LMTP runner, by address
           where an address decides; see "Order" below)
@@ -26,11 +27,16 @@ ALERTS    handle                                duplicate, alert_ignored,
 BOUNCES   record                                bounce, bounce_unmatched
 RATINGS   drop_loop → drop_duplicate →          loop, duplicate, rating_forged (rejected),
           from_link                             rating_refused (rejected), rated
-ENGINEER  drop_loop → drop_duplicate →          loop, duplicate, token_mismatch (rejected),
-          thread → apply → ask (for a rating)   engineer_no_ticket (rejected), engineer_auto,
-                                                commands_refused; at the end engineer_reply
-CUSTOMER  drop_loop → drop_duplicate →          loop, duplicate, deferred (queued again),
-          thread → persist → announce           forged_engineer (rejected), auto_unthreaded,
+ENGINEER  drop_loop → drop_duplicate →          loop, duplicate, queue_answered, digest_set,
+          answer_queue → thread → apply →       queue_refused (rejected),
+          ask (for a rating)                    token_mismatch (rejected),
+                                                engineer_no_ticket (rejected), engineer_auto,
+                                                unverified_note, replayed,
+                                                command_token_expired, commands_refused;
+                                                at the end engineer_reply
+CUSTOMER  drop_loop → drop_duplicate →          loop, duplicate, status_answered,
+          answer_customer → thread → persist →  queue_refused (rejected), deferred (queued again),
+          announce                              forged_engineer (rejected), auto_unthreaded,
                                                 unknown_sender (rejected), rated; at the end
                                                 new, reply, reopened, closed or auto
 
@@ -56,7 +62,7 @@ from collections.abc import Callable, Mapping
 
 from mailticket.config import Config
 from mailticket.model import MailKind, PrincipalKind
-from mailticket.processing import alerts, bounces, customer, engineer, ratings
+from mailticket.processing import alerts, bounces, customer, engineer, queue_requests, ratings
 from mailticket.processing.stages import (
     authenticate,
     classify,
@@ -80,15 +86,16 @@ class Path(enum.StrEnum):
 
 
 INTAKE: Chain = (parse, classify, authenticate)
-INTAKE_EXITS: tuple[Disposition, ...] = (D.TOO_LARGE, D.UNPARSEABLE)
+INTAKE_EXITS: tuple[Disposition, ...] = (D.TOO_LARGE, D.UNPARSEABLE, D.AMBIGUOUS_HEADERS)
 
 PATHS: Mapping[Path, Chain] = {
     Path.ALERTS: (alerts.handle,),
     Path.BOUNCES: (bounces.record,),
     Path.RATINGS: (drop_loop, drop_duplicate, ratings.from_link),
-    Path.ENGINEER: (drop_loop, drop_duplicate, engineer.thread, engineer.apply, ratings.ask),
-    Path.CUSTOMER: (drop_loop, drop_duplicate, customer.thread, customer.persist,
-                    customer.announce),
+    Path.ENGINEER: (drop_loop, drop_duplicate, queue_requests.answer_queue, engineer.thread,
+                    engineer.apply, ratings.ask),
+    Path.CUSTOMER: (drop_loop, drop_duplicate, queue_requests.answer_customer, customer.thread,
+                    customer.persist, customer.announce),
 }
 
 # Every Disposition a path can end with; a test checks each one is listed somewhere.
@@ -98,10 +105,12 @@ EXITS: Mapping[Path, tuple[Disposition, ...]] = {
                   D.ALERT_RESOLVED, D.ALERT_OK_NOTED, D.ALERT_INFO),
     Path.BOUNCES: (D.BOUNCE, D.BOUNCE_UNMATCHED),
     Path.RATINGS: (D.LOOP, D.DUPLICATE, D.RATING_FORGED, D.RATING_REFUSED, D.RATED),
-    Path.ENGINEER: (D.LOOP, D.DUPLICATE, D.TOKEN_MISMATCH, D.ENGINEER_NO_TICKET,
-                    D.ENGINEER_AUTO, D.COMMANDS_REFUSED, D.ENGINEER_REPLY),
-    Path.CUSTOMER: (D.LOOP, D.DUPLICATE, D.DEFERRED, D.FORGED_ENGINEER, D.AUTO_UNTHREADED,
-                    D.UNKNOWN_SENDER, D.RATED, D.NEW, D.REPLY, D.REOPENED, D.CLOSED, D.AUTO),
+    Path.ENGINEER: (D.LOOP, D.DUPLICATE, D.QUEUE_ANSWERED, D.QUEUE_REFUSED, D.DIGEST_SET,
+                    D.TOKEN_MISMATCH, D.ENGINEER_NO_TICKET, D.ENGINEER_AUTO, D.UNVERIFIED_NOTE,
+                    D.REPLAYED, D.COMMAND_TOKEN_EXPIRED, D.COMMANDS_REFUSED, D.ENGINEER_REPLY),
+    Path.CUSTOMER: (D.LOOP, D.DUPLICATE, D.STATUS_ANSWERED, D.QUEUE_REFUSED, D.DEFERRED,
+                    D.FORGED_ENGINEER, D.AUTO_UNTHREADED, D.UNKNOWN_SENDER, D.RATED, D.NEW,
+                    D.REPLY, D.REOPENED, D.CLOSED, D.AUTO),
 }
 
 

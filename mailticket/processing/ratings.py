@@ -9,11 +9,22 @@ ticket by guessing addresses, and a forged token has no effect at all. A rating
 at or below ``feedback.low_rating`` is mailed to the contract's dedicated
 engineer and to the engineers of ``feedback.notify_lines`` (the L3 lead), who
 can reopen the case. A rating reply never reopens a resolved ticket.
+
+A reply counts as the answer to the request when its In-Reply-To names the
+request's Message-ID (kept on its outbox row): then a leading score followed by
+any text is the rating ("5 Спасибо!", "1 ужасно"). Any other reply rates only
+with a score alone on its first line, so "1 декабря вернусь" stays a reply.
+Only the person the request was sent to rates, by reply or by link; a
+colleague's answer to it is kept on the ticket as a comment and does not
+reopen it, and a colleague's mail to a rating link is refused.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from sqlalchemy import select
 
 from mailticket.log import get as get_logger
 from mailticket.mail.addresses import (
@@ -26,27 +37,42 @@ from mailticket.mail.quotes import strip_reply
 from mailticket.model import ArticleKind, Direction, MailKind, PrincipalKind, Status
 from mailticket.outbound import caps, notify
 from mailticket.processing.work import Context, Disposition, Outcome, Work
-from mailticket.store.schema import Ticket
+from mailticket.store.schema import OutboxItem, Ticket
 from mailticket.tickets import service as tickets
 
 log = get_logger("feedback")
 
 SCORES = (1, 2, 3, 4, 5)
+# The score itself: "5", "5/5", "4 из 5"; not "12", "1.5", "1:30" or "1/2".
+_SCORE = r"([1-5])(?:\s*(?:/|из|of|out of)\s*5\b|(?!\d|[.,:/]\d))"
 # "5", "5.", "5/5", "4 из 5", "3 - so so", "5: спасибо!"; not "1 декабря вернусь".
 _DIGIT_LINE = re.compile(
-    r"^\s*([1-5])\s*(?:(?:/|из|of|out of)\s*5)?\s*[.!)]?\s*(?:[-–—:,]\s*(?P<comment>.*))?$",
-    re.IGNORECASE,
+    rf"^\s*{_SCORE}\s*[.!)]?\s*(?:[-–—:,]\s*(?P<comment>.*))?$", re.IGNORECASE
+)
+# In an answer to the request: a leading score and any text ("5 Спасибо!", "1 ужасно"),
+# but not a longer number, a decimal, a time or a fraction ("12", "1.5", "1:30", "1/2").
+_LEADING_SCORE = re.compile(
+    rf"^\s*{_SCORE}\s*[.!)]?\s*[-–—:,]?\s*(?P<comment>.*)$", re.IGNORECASE
 )
 MAX_COMMENT = 2000
+# The outbox kind of the request; a reply whose In-Reply-To names one answers it.
+REQUEST_KIND = "rating_request"
 
 
-def parse_rating_reply(text: str) -> tuple[int, str] | None:
-    """(score, comment) when the new text starts with a lone 1-5 digit; else None."""
+def parse_rating_reply(text: str, *, answers_request: bool = False) -> tuple[int, str] | None:
+    """(score, comment) when the new text starts with a 1-5 score; else None.
+
+    In an ordinary reply the score must stand alone on its line (with an
+    optional separator before a comment); in an answer to the rating request
+    any text may follow it.
+    """
     lines = [line.strip() for line in strip_reply(text).splitlines()]
     lines = [line for line in lines if line]
     if not lines:
         return None
     match = _DIGIT_LINE.match(lines[0])
+    if match is None and answers_request:
+        match = _LEADING_SCORE.match(lines[0])
     if match is None:
         return None
     comment = "\n".join([match.group("comment") or "", *lines[1:]]).strip()
@@ -69,7 +95,7 @@ def request_rating(ctx: Context, ticket: Ticket | None, event: str) -> None:
     secret, support = ctx.config.mail.reply_token_secret, ctx.notifier.support_address
     links = [{"score": s, "address": rating_address(support, secret, ticket.id, s)} for s in SCORES]
     notify.queue_mail(
-        ctx.session, ctx.notifier, kind="rating_request", to=[to], template="rating_request",
+        ctx.session, ctx.notifier, kind=REQUEST_KIND, to=[to], template="rating_request",
         locale=ticket.locale, now=ctx.now, ticket=ticket,
         context={"ticket": notify.ticket_context(ctx.notifier, ticket), "links": links},
     )
@@ -111,28 +137,87 @@ def from_link(work: Work, ctx: Context) -> Outcome:
     ticket = tickets.follow_merges(ctx.session, ctx.session.get(Ticket, ticket_id))
     if ticket is None or principal.kind != PrincipalKind.CUSTOMER or not tickets.sender_belongs(
         ticket, principal.address, principal.contract_id
-    ):
+    ) or not _asked(principal.address, _latest_request(ctx, ticket)):
         return Outcome(Disposition.RATING_REFUSED, ticket_id, principal.address)
     comment = strip_reply(mail.text).strip()[:MAX_COMMENT]
+    typed = parse_rating_reply(mail.text, answers_request=True)
+    if typed is not None and typed[0] == score:
+        comment = typed[1]  # "5 Спасибо!" to the rate-5 address: the comment is "Спасибо!"
     record(ctx, work, ticket, score, comment, via="link")
     return Outcome(Disposition.RATED, ticket.id, str(score))
 
 
 def from_reply(ctx: Context, work: Work) -> Outcome | None:
-    """A customer's reply to a resolved ticket that starts with a digit rates it (no reopening)."""
+    """A reply by the person asked to rate that starts with a score rates (no reopening)."""
     assert work.mail is not None and work.auth is not None
     ticket = work.ticket
-    if (
-        ticket is None or work.kind != MailKind.NORMAL or ticket.rating_requested_at is None
-        or work.auth.principal.kind != PrincipalKind.CUSTOMER
-        or Status(ticket.status) not in (Status.RESOLVED, Status.CLOSED)
-    ):
+    if ticket is None or not _may_answer(work, ticket):
         return None
-    parsed = parse_rating_reply(work.mail.text)
+    answered = _answered_request(ctx, work, ticket)
+    asked = answered if answered is not None else _latest_request(ctx, ticket)
+    if not _asked(work.auth.principal.address, asked):
+        return None
+    parsed = parse_rating_reply(work.mail.text, answers_request=answered is not None)
     if parsed is None:
         return None
     record(ctx, work, ticket, parsed[0], parsed[1], via="reply")
     return Outcome(Disposition.RATED, ticket.id, str(parsed[0]))
+
+
+def colleague_answer(ctx: Context, work: Work) -> bool:
+    """Whether this is someone else's answer to the rating request (audited here).
+
+    It is kept as a comment on the ticket: it neither rates nor reopens it.
+    """
+    assert work.auth is not None
+    ticket, sender = work.ticket, work.auth.principal.address
+    if ticket is None or not _may_answer(work, ticket):
+        return False
+    answered = _answered_request(ctx, work, ticket)
+    if answered is None or _asked(sender, answered):
+        return False
+    tickets.audit(ctx.session, ticket.id, sender or "unknown", "rating_answer_not_counted",
+                  {"asked": list(answered), "spool_id": work.spool_id}, ctx.now)
+    return True
+
+
+def _may_answer(work: Work, ticket: Ticket) -> bool:
+    """A customer's own mail to a resolved ticket that was asked for a rating."""
+    assert work.auth is not None
+    return (
+        work.kind == MailKind.NORMAL and ticket.rating_requested_at is not None
+        and work.auth.principal.kind == PrincipalKind.CUSTOMER
+        and Status(ticket.status) in (Status.RESOLVED, Status.CLOSED)
+    )
+
+
+def _answered_request(ctx: Context, work: Work, ticket: Ticket) -> Sequence[str] | None:
+    """Who the rating request named by this mail's In-Reply-To was sent to, or None."""
+    assert work.mail is not None
+    if not work.mail.in_reply_to:
+        return None
+    return ctx.session.scalar(
+        select(OutboxItem.rcpt_tos).where(
+            OutboxItem.message_id.in_(work.mail.in_reply_to), OutboxItem.kind == REQUEST_KIND,
+            OutboxItem.ticket_id == ticket.id,
+        ).limit(1)
+    )
+
+
+def _latest_request(ctx: Context, ticket: Ticket) -> Sequence[str] | None:
+    """Who the ticket's last rating request was sent to, or None (none on record)."""
+    return ctx.session.scalar(
+        select(OutboxItem.rcpt_tos)
+        .where(OutboxItem.ticket_id == ticket.id, OutboxItem.kind == REQUEST_KIND)
+        .order_by(OutboxItem.id.desc()).limit(1)
+    )
+
+
+def _asked(sender: str | None, asked: Sequence[str] | None) -> bool:
+    """Whether ``sender`` was asked to rate; with no request on record, anyone may."""
+    if asked is None:
+        return True
+    return sender is not None and sender.lower() in {a.lower() for a in asked}
 
 
 def record(ctx: Context, work: Work, ticket: Ticket, score: int, comment: str, *, via: str) -> None:

@@ -20,6 +20,7 @@ from mailticket.outbound import notify
 from mailticket.policy import auth as auth_mod
 from mailticket.policy import monitoring
 from mailticket.policy.thread_keys import thread_keys
+from mailticket.processing import engineer
 from mailticket.processing.work import Context, Disposition, Outcome, Work, mail_of
 from mailticket.tickets import service as tickets
 
@@ -87,10 +88,19 @@ def classify(work: Work, ctx: Context) -> Work:
     return dataclasses.replace(work, kind=result.kind, kind_reason=result.reason)
 
 
-def authenticate(work: Work, ctx: Context) -> Work:
-    """Who sent it, on what evidence; a bare From: proves nothing."""
+def authenticate(work: Work, ctx: Context) -> Work | Outcome:
+    """Who sent it, on what evidence; a bare From: proves nothing.
+
+    A mail with two From (Subject, Message-ID …) fields proves nothing about
+    anyone, customer or engineer: it is quarantined for the admin, unanswered.
+    """
     result = auth_mod.authenticate(mail_of(work), work.envelope, ctx.config, ctx.now.date())
-    return dataclasses.replace(work, auth=result)
+    work = dataclasses.replace(work, auth=result)
+    if result.ambiguous is not None:
+        engineer.record_refusals(ctx, work, None, (result.ambiguous,))
+        return Outcome(Disposition.AMBIGUOUS_HEADERS,
+                       detail=f"{result.ambiguous.code}: {result.ambiguous.detail}")
+    return work
 
 
 def drop_loop(work: Work, ctx: Context) -> Work | Outcome:

@@ -39,6 +39,8 @@ class Disposition(enum.Enum):
     # Every message (parse).
     TOO_LARGE = ("too_large", _REJECTED)
     UNPARSEABLE = ("unparseable", QueueState.QUARANTINED)
+    # Two From (Subject, Message-ID …) fields: nobody can be authenticated (authenticate).
+    AMBIGUOUS_HEADERS = ("ambiguous_headers", QueueState.QUARANTINED)
     # Shared by the paths that answer people.
     LOOP = ("loop", _DONE)
     DUPLICATE = ("duplicate", _DONE)
@@ -64,6 +66,9 @@ class Disposition(enum.Enum):
     TOKEN_MISMATCH = ("token_mismatch", _REJECTED)
     ENGINEER_NO_TICKET = ("engineer_no_ticket", _REJECTED)
     ENGINEER_AUTO = ("engineer_auto", _DONE)
+    UNVERIFIED_NOTE = ("unverified_note", _DONE)
+    REPLAYED = ("replayed", _DONE)
+    COMMAND_TOKEN_EXPIRED = ("command_token_expired", _DONE)
     COMMANDS_REFUSED = ("commands_refused", _DONE)
     ENGINEER_REPLY = ("engineer_reply", _DONE)
     # Customers (and whoever is not a proven engineer).
@@ -76,6 +81,11 @@ class Disposition(enum.Enum):
     REOPENED = ("reopened", _DONE)
     CLOSED = ("closed", _DONE)
     AUTO = ("auto", _DONE)
+    # Requests for a list by mail (issue 16): a contact's #status, an engineer's #queue.
+    STATUS_ANSWERED = ("status_answered", _DONE)
+    QUEUE_ANSWERED = ("queue_answered", _DONE)
+    QUEUE_REFUSED = ("queue_refused", _REJECTED)
+    DIGEST_SET = ("digest_set", _DONE)
     # A chain that ran to its end without naming its event (no path does today).
     PROCESSED = ("processed", _DONE)
 

@@ -103,12 +103,14 @@ class OutboxDrainer:
         lease_seconds: float | None = None,
         metrics: Metrics | None = None,
         gate: Gate = open_gate,
+        holder: str | None = None,
     ) -> None:
         """``tls_context`` defaults to :func:`relay_tls_context` (verifying, ``relay.ca_file``).
 
         The lease must outlast a whole send, or a second instance would send the
         same row again; the default allows twenty socket timeouts. ``gate`` holds
-        the drainer at its named points, for crash tests (``runners.gates``).
+        the drainer at its named points, for crash tests (``runners.gates``);
+        ``holder`` names this process on its claims (``runners.recovery``).
         """
         self._factory = factory
         self._relay = relay
@@ -118,6 +120,7 @@ class OutboxDrainer:
         self._lease = lease_seconds or max(300.0, 20 * relay.timeout)
         self._metrics = metrics
         self._gate = gate
+        self._holder = holder
         self._stats = DrainerStats()
         self._stats_lock = threading.Lock()
 
@@ -174,7 +177,7 @@ class OutboxDrainer:
 
     def _claim(self) -> tuple[Claim, Outgoing] | None:
         with transaction(self._factory) as session:
-            held = claim(session, OutboxItem, self._clock(), self._lease)
+            held = claim(session, OutboxItem, self._clock(), self._lease, self._holder)
             if held is None:
                 return None
             row = session.get(OutboxItem, held.id)

@@ -22,6 +22,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import delete
 
 from mailticket.app import App
+from mailticket.digest import handover as handover_digest
+from mailticket.digest import morning as morning_digest
+from mailticket.digest import weekly as weekly_digest
 from mailticket.escalation import scan as sla_scan
 from mailticket.log import get as get_logger
 from mailticket.model import utc_now
@@ -60,6 +63,18 @@ class Scheduler:
         """
         return report_delivery.monthly_run(self.factory, self.app.notifier, self.clock())
 
+    def morning_digests(self) -> list[str]:
+        """Queue each engineer's morning digest once their working day has begun (issue 16)."""
+        return morning_digest.send_due(self.factory, self.app.notifier, self.clock())
+
+    def handover_mail(self) -> list[str]:
+        """Queue the on-call handover mail to the incoming pair, once per shift (issue 16)."""
+        return handover_digest.send_due(self.factory, self.app.notifier, self.clock())
+
+    def weekly_summaries(self) -> list[str]:
+        """Queue each contract's weekly summary to its dedicated engineer, once (issue 16)."""
+        return weekly_digest.send_due(self.factory, self.app.notifier, self.clock())
+
     def housekeeping(self) -> int:
         """Prune old automatic-mail counters; returns the rows removed.
 
@@ -92,6 +107,14 @@ class Scheduler:
                           id="sla_scan", next_run_time=datetime.now(UTC))
         scheduler.add_job(self._guarded("housekeeping", self.housekeeping),
                           IntervalTrigger(hours=1), id="housekeeping")
+        # Always on: an engineer may turn their digest on by mail when [digest] is off.
+        scheduler.add_job(self._guarded("morning_digests", self.morning_digests),
+                          IntervalTrigger(minutes=1), id="morning_digests")
+        scheduler.add_job(self._guarded("weekly_summaries", self.weekly_summaries),
+                          IntervalTrigger(minutes=5), id="weekly_summaries")
+        if self.app.config.oncall.rota and self.app.config.digest.handover:
+            scheduler.add_job(self._guarded("handover_mail", self.handover_mail),
+                              IntervalTrigger(minutes=1), id="handover_mail")
         reports = self.app.config.reports
         if reports.monthly:
             trigger = CronTrigger(day=reports.day, hour=reports.at.hour, minute=reports.at.minute,

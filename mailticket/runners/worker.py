@@ -91,10 +91,13 @@ class SpoolWorker:
         clock: Callable[[], datetime] = utc_now,
         name: str = "worker-1",
         gate: Gate = open_gate,
+        holder: str | None = None,
     ) -> None:
         """``app`` is read once per message and replaced whole on reload (``mailticket.app``);
-        ``gate`` holds the worker at its named points, for crash tests (``runners.gates``)."""
+        ``gate`` holds the worker at its named points, for crash tests (``runners.gates``);
+        ``holder`` names this process on its claims (``runners.recovery``)."""
         self.app = app
+        self.holder = holder
         self.factory = app.factory
         self.clock = clock
         self.name = name
@@ -201,7 +204,8 @@ class SpoolWorker:
 
     def _claim(self, session: Session) -> tuple[workqueue.Claim, SpoolItem] | None:
         """Claim the next due row in ``session``; with it, the row as the claim loaded it."""
-        held = workqueue.claim(session, SpoolItem, self.clock(), self.app.config.worker.lease_seconds)
+        held = workqueue.claim(session, SpoolItem, self.clock(),
+                               self.app.config.worker.lease_seconds, self.holder)
         if held is None:
             return None
         assert held.values is not None

@@ -6,7 +6,7 @@ would otherwise hand back naive datetimes and comparisons would silently lie).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -74,6 +74,8 @@ class QueueRow:
     next_attempt_at: Mapped[datetime]
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
     claim_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The daemon process that took the last claim (``instances.holder``); None from the CLI.
+    claimed_by: Mapped[str | None] = mapped_column(String(160), default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -355,6 +357,20 @@ class AddressSuppression(Base):
     cleared_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class Instance(Base):
+    """A running daemon process and its heartbeat, so a dead one's claims are taken back early."""
+
+    __tablename__ = "instances"
+
+    # ``<instance_id>/<random>``: one per process, so a restart is a new holder.
+    holder: Mapped[str] = mapped_column(String(160), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(128))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+
+
 class ImapPollState(Base):
     """The last poll of one IMAP account (one row per account), for ``mailticket status``."""
 
@@ -367,3 +383,31 @@ class ImapPollState(Base):
     fetched: Mapped[int] = mapped_column(Integer, default=0)
     spooled: Mapped[int] = mapped_column(Integer, default=0)
     last_ok_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DigestSetting(Base):
+    """What an engineer set by mail for their morning digest (``#digest off``, ``#digest 09:00``).
+
+    It overrides ``[digest]`` in the config; no row means the config decides.
+    """
+
+    __tablename__ = "digest_settings"
+
+    engineer: Mapped[str] = mapped_column(String(320), primary_key=True)
+    enabled: Mapped[bool]
+    # Local time "HH:MM", or None for the start of the working day.
+    at: Mapped[str | None] = mapped_column(String(5), default=None)
+    updated_at: Mapped[datetime]
+
+
+class DigestSent(Base):
+    """One digest of one kind to one recipient on one local day: the key that sends it once."""
+
+    __tablename__ = "digest_sent"
+    __table_args__ = (UniqueConstraint("recipient", "kind", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date]
+    created_at: Mapped[datetime]

@@ -5,7 +5,9 @@ Mailman's switchboard semantics (``.pck`` → ``.bak`` → done or shunt) in SQL
 SKIP LOCKED`` on PostgreSQL, so several instances share the work), ``finish``
 inside the caller's transaction, ``retry_later`` with capped exponential
 backoff, and ``quarantine`` after the last attempt. An expired lease (a
-crashed worker) makes the row claimable again, so nothing is ever lost.
+crashed worker) makes the row claimable again, so nothing is ever lost; a
+claim names its holder (``claimed_by``), so when the holder is known to be
+dead :func:`expire_held_by` ends its leases at once instead (``runners.recovery``).
 """
 
 from __future__ import annotations
@@ -93,19 +95,22 @@ def _claim_statements(model: type[Row]) -> tuple[Select[Any], Update]:
         update(table)
         .where(table.c.id == bindparam("row_id"))
         .values(state=QueueState.CLAIMED, claim_token=bindparam("token"),
-                lease_until=bindparam("until"), attempts=bindparam("tries"))
+                lease_until=bindparam("until"), attempts=bindparam("tries"),
+                claimed_by=bindparam("holder"))
     )
     return pick, take
 
 
 def claim(
-    session: Session, model: type[Row], now: datetime, lease_seconds: float
+    session: Session, model: type[Row], now: datetime, lease_seconds: float,
+    holder: str | None = None,
 ) -> Claim | None:
     """Lease the oldest due row, counting the attempt; None when nothing is due.
 
     The attempt is counted at claim time so that a message that crashes the
     whole process (kill -9, OOM) still runs out of attempts and is quarantined.
     The returned claim carries the row's columns as they are now (``values``).
+    ``holder`` names the daemon process taking it (``runners.recovery``).
     """
     pick, take = _claim_statements(model)
     conn = session.connection()
@@ -115,9 +120,10 @@ def claim(
     token = secrets.token_hex(16)
     until = now + timedelta(seconds=lease_seconds)
     attempts = row["attempts"] + 1
-    conn.execute(take, {"row_id": row["id"], "token": token, "until": until, "tries": attempts})
+    conn.execute(take, {"row_id": row["id"], "token": token, "until": until, "tries": attempts,
+                        "holder": holder})
     values = {**row, "state": QueueState.CLAIMED, "claim_token": token, "lease_until": until,
-              "attempts": attempts}
+              "attempts": attempts, "claimed_by": holder}
     return Claim(id=row["id"], token=token, attempts=attempts, values=values)
 
 
@@ -230,6 +236,27 @@ def release_claims(session: Session, model: type[Row], tokens: list[str]) -> Non
             attempts=model.attempts - 1,
         )
     )
+
+
+def expire_held_by(
+    session: Session, model: type[Row], holders: list[str], now: datetime
+) -> list[int]:
+    """End at once the leases of rows claimed by ``holders`` (dead processes); their ids.
+
+    Exactly what an expired lease does, only sooner: the row is claimable now,
+    and its attempt stays counted, so a mail that kills the process each time
+    still runs out of attempts. The token is kept: a holder that was only slow,
+    not dead, loses the row the moment someone else claims it, as after a lease.
+    """
+    if not holders:
+        return []
+    result = session.execute(
+        update(model)
+        .where(model.state == QueueState.CLAIMED, model.claimed_by.in_(holders))
+        .values(lease_until=now - timedelta(seconds=1))
+        .returning(model.id)
+    )
+    return sorted(int(row_id) for row_id in result.scalars())
 
 
 def depth(session: Session, model: type[Row]) -> int:

@@ -194,6 +194,79 @@ def test_rating_by_mailto_token_and_a_forged_token(stack: Stack) -> None:
     assert [e.detail["score"] for e in stack.audit(number) if e.action == "rated"] == [5]
 
 
+def resolve_ticket_of(stack: Stack, customer: str) -> tuple[int, Received]:
+    """``customer`` reports a problem and Anna resolves it: the ticket and the rating request."""
+    sent = stack.deliver(build(from_=customer, subject="Принтер не печатает"), mail_from=customer)
+    [ticket] = stack.tickets()
+    reply_to = str(next(r for r in sent if list(r.rcpt_tos) == [ANNA]).message["Reply-To"])
+    sent = engineer(stack, reply_to, "#status resolved\nЗаменили картридж.")
+    [request] = [r for r in sent if RATE.search(plain(r))]
+    assert list(request.rcpt_tos) == [customer]
+    return ticket.id, request
+
+
+def answer(stack: Stack, sender: str, number: int, body: str, in_reply_to: str) -> list[Received]:
+    return stack.deliver(build(from_=sender, subject=f"Re: [#MT-{number}] Оцените",
+                               body=f"{body}\n\n> Оцените, пожалуйста, нашу работу",
+                               in_reply_to=in_reply_to.strip("<>")), mail_from=sender)
+
+
+def test_score_and_comment_on_one_line_answering_the_request(stack: Stack) -> None:
+    """Issue 14 class 13: '5 Спасибо!' to the request rates 5 with a comment, no reopening."""
+    number, request = resolve_ticket_of(stack, IVAN)
+    assert answer(stack, IVAN, number, "5 Спасибо!", request.message["Message-ID"]) == []
+    ticket = stack.ticket(number)
+    assert (ticket.rating, ticket.rating_comment, ticket.status) == (5, "Спасибо!", "resolved")
+    assert stack.spool()[-1].outcome == "rated"
+
+
+def test_low_score_with_a_word_reaches_the_dedicated_engineer_and_l3(stack: Stack) -> None:
+    """'1 ужасно' to initech's request: the dedicated engineer, the deputy and L3 hear of it."""
+    number, request = resolve_ticket_of(stack, OPS)
+    sent = answer(stack, OPS, number, "1 ужасно", request.message["Message-ID"])
+    ticket = stack.ticket(number)
+    assert (ticket.rating, ticket.rating_comment, ticket.status) == (1, "ужасно", "resolved")
+    assert recipients(sent) == [[ANNA], [LEAD], [VERA]]
+    assert all("ужасно" in plain(r) for r in sent)
+
+
+def test_a_date_in_an_ordinary_reply_is_not_a_rating(stack: Stack) -> None:
+    """'1 декабря вернусь' answering the engineer's reply (not the request) reopens as before."""
+    number, _ = resolve_ticket_of(stack, IVAN)
+    [resolution] = [r for r in stack.sink.messages
+                    if IVAN in r.rcpt_tos and "Заменили картридж." in plain(r)]
+    answer(stack, IVAN, number, "1 декабря вернусь, тогда проверю.",
+           resolution.message["Message-ID"])
+    ticket = stack.ticket(number)
+    assert (ticket.rating, ticket.status) == (None, "open")
+    assert stack.spool()[-1].outcome == "reopened"
+    assert ticket.articles[-1].text.startswith("1 декабря вернусь, тогда проверю.")
+
+
+def test_a_colleague_answering_the_request_is_a_comment_not_a_rating(stack: Stack) -> None:
+    """Only the person asked rates; a colleague's '1 …' stays on the ticket, which stays resolved."""
+    colleague = "petr@acme.example"
+    number, request = resolve_ticket_of(stack, IVAN)
+    sent = answer(stack, colleague, number, "1 у нас всё ещё не печатает",
+                  request.message["Message-ID"])
+    ticket = stack.ticket(number)
+    assert (ticket.rating, ticket.status) == (None, "resolved")
+    assert stack.spool()[-1].outcome == "reply"
+    assert (ticket.articles[-1].from_addr, ticket.articles[-1].text.splitlines()[0]) == (
+        colleague, "1 у нас всё ещё не печатает")
+    assert LEAD not in {a for r in sent for a in r.rcpt_tos}  # no low-rating notice
+    assert [e.action for e in stack.audit(number)].count("rating_answer_not_counted") == 1
+    # Nor does the colleague rate by a link of the request.
+    one = next(m.group(0) for m in RATE.finditer(plain(request)) if m.group(2) == "1")
+    assert stack.deliver(build(from_=colleague, to=one, subject="1", body=""),
+                         mail_from=colleague, rcpt=(one,)) == []
+    assert stack.spool()[-1].outcome == "rating_refused"
+    assert stack.ticket(number).rating is None
+    # The person asked can still rate afterwards.
+    answer(stack, IVAN, number, "4 хорошо", request.message["Message-ID"])
+    assert (stack.ticket(number).rating, stack.ticket(number).rating_comment) == (4, "хорошо")
+
+
 def test_customer_subject_priority_routing_and_deputy(stack: Stack) -> None:
     mid = new_id("initech.example")
     sent = stack.deliver(build(from_=OPS, subject="[АВАРИЯ] Ошибка в 1С при закрытии месяца",

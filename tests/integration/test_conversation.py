@@ -1,4 +1,9 @@
-"""Customer ↔ engineer conversations over real sockets (listener → pipeline → relay → sink)."""
+"""Customer ↔ engineer conversations over real sockets (listener → pipeline → relay → sink).
+
+These run at the evidence level a site with a trusted MTA gets by default,
+``token+authenticated``: engineers reply with their token and a DKIM pass that
+the trusted MTA (``mx.provider.example``) vouches for, as a signing mail system does.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,15 @@ ANNA = "anna@provider.example"
 BORIS = "boris@provider.example"
 
 
+# What the trusted MTA writes for a mail from provider.example's own signing mail system.
+SIGNED = {"Authentication-Results": "mx.provider.example; dkim=pass header.d=provider.example"}
+STRICT = {"engineer_evidence": "token+authenticated"}
+
+
 @pytest.fixture
 def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
     with SmtpSink() as sink:
-        s = Stack(tmp_path, db_url, sink)
+        s = Stack(tmp_path, db_url, sink, mail=STRICT)
         try:
             yield s
         finally:
@@ -38,9 +48,10 @@ def open_ticket(stack: Stack) -> tuple[int, str, dict[str, str]]:
 def engineer_reply(stack: Stack, reply_to: str, body: str, *, from_: str = ANNA,
                    subject: str = "Re: notice", in_reply_to: str | None = None,
                    headers: dict[str, str] | None = None) -> list:  # type: ignore[type-arg]
+    """An engineer's reply through their token, DKIM-signed unless ``headers`` say otherwise."""
     return stack.deliver(
         build(from_=from_, to=reply_to, subject=subject, body=body, in_reply_to=in_reply_to,
-              headers=headers),
+              headers=SIGNED if headers is None else headers),
         mail_from=from_, rcpt=(reply_to,),
     )
 
@@ -213,7 +224,8 @@ def test_engineer_attachment_is_passed_to_the_customer(stack: Stack) -> None:
     _number, _, reply_to = open_ticket(stack)
     sent = stack.deliver(
         build(from_=ANNA, to=reply_to[ANNA], subject="Re: x", body="Инструкция во вложении.",
-              attachments=[("инструкция.pdf", "application/pdf", b"%PDF-1.4 guide")]),
+              attachments=[("инструкция.pdf", "application/pdf", b"%PDF-1.4 guide")],
+              headers=SIGNED),
         mail_from=ANNA, rcpt=(reply_to[ANNA],))
     [reply] = [r for r in sent if CUSTOMER in r.rcpt_tos]
     files = [(p.get_filename(), p.get_content()) for p in reply.message.iter_attachments()]
@@ -234,7 +246,8 @@ def test_submission_auth_is_evidence_without_a_token(db_url: str, tmp_path: Path
     people = engineers()
     people[ANNA] = dataclasses.replace(people[ANNA], password_hash=hash_password("s3cret-pass"))
     with SmtpSink() as sink:
-        stack = Stack(tmp_path, db_url, sink, submission_tls=(cert, key), engineers=people)
+        stack = Stack(tmp_path, db_url, sink, submission_tls=(cert, key), engineers=people,
+                      mail=STRICT)
         try:
             number, _, _ = open_ticket(stack)
             raw = build(from_=ANNA, subject=f"Re: [#MT-{number}] x", body="#status waiting\nЖдём логи.")

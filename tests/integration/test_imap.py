@@ -471,6 +471,71 @@ def test_folder_deleted_while_idle_is_reported_and_survived(
     assert poller.last_error is None
 
 
+def test_folder_recreated_while_idle_is_noticed_and_its_new_mail_fetched_at_once(
+    dovecot: DovecotServer, folder: str, factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 18.7: a folder deleted and recreated under the IDLE (new UIDVALIDITY) sent no
+    # EXISTS, so its new mail waited for the 10-minute re-issue. Default intervals here.
+    caplog.set_level(logging.DEBUG, logger="mailticket.imap")
+    dovecot.append(USER, folder, message(0))
+    stop = threading.Event()
+    poller = ImapPoller(account(dovecot, folder), factory)
+    thread = PollerThread(poller, stop)
+    thread.start()
+    try:
+        wait_until(lambda: bool(imap_records(caplog, msg="imap idle")), 5)
+        old = poller.uidvalidity
+        dovecot.recreate_folder(USER, folder)
+        dovecot.append(USER, folder, message(1))
+        new = dovecot.uidvalidity(USER, folder)
+        taken = wait_until(lambda: len(rows(factory)) == 2, 5)
+        wait_until(lambda: dovecot.uids(USER, folder) == [], 2)
+    finally:
+        stop.set()
+        thread.join(5)
+    print(f"\nfolder recreated during IDLE: new mail spooled {taken:.2f} s later")
+    assert not thread.is_alive()
+    assert new != old
+    [complaint] = imap_records(caplog, msg="imap server complained while idling; "
+                                           "selecting the folder again")
+    assert complaint.levelno == logging.WARNING
+    [change] = imap_records(caplog, old_uidvalidity=old, new_uidvalidity=new)
+    assert change.levelno == logging.WARNING
+    assert [row.idempotency_key for row in rows(factory)] == [
+        f"imap:support:{old}:1", f"imap:support:{new}:1"]
+    assert poller.last_error is None
+
+
+def test_a_missing_folder_is_tried_again_every_reissue_interval_not_after_minutes(
+    dovecot: DovecotServer, folder: str, factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 18.7: a folder that stays missing for a while used to be retried with the
+    # connection backoff (1, 2, 4 … 300 s), so an admin's recreated folder waited up to
+    # 5 minutes. It is retried at least every IDLE re-issue interval (a minute; 0.5 s here).
+    dovecot.append(USER, folder, message(0))
+    stop = threading.Event()
+    poller = ImapPoller(account(dovecot, folder), factory, idle_reissue_seconds=0.5)
+    thread = PollerThread(poller, stop)
+    thread.start()
+    try:
+        wait_until(lambda: len(rows(factory)) == 1, 5)
+        conn = dovecot.client(USER)
+        conn.delete_folder(folder)
+        conn.logout()
+        # The BYE is retried after 1 s, then each refusal after 0.5 s: four refusals
+        # in about 2.5 s (they waited 2, 4, 8 s before: 15 s).
+        wait_until(lambda: len(imap_records(caplog, fault="folder_missing")) >= 4, 4.5)
+        dovecot.append(USER, folder, message(1))
+        taken = wait_until(lambda: len(rows(factory)) == 2, 2)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    delays = [r.retry_in for r in imap_records(caplog, fault="folder_missing")]  # type: ignore[attr-defined]
+    assert delays[:4] == [0.5] * 4
+    print(f"\nmissing folder recreated: mail spooled {taken:.2f} s later")
+
+
 def test_oversize_mail_is_recorded_and_left_for_an_admin(
     dovecot: DovecotServer, folder: str, factory: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -115,3 +116,102 @@ def test_two_instances_share_work_and_take_over_a_killed_one(tmp_path: Path) -> 
         finally:
             for daemon in daemons:
                 daemon.close()
+
+
+def instance_config(directory: Path, url: str, instance_id: str, grace: float) -> tuple[Path, int]:
+    """An instance's config: its own id and port, a five-minute lease, ``grace`` seconds."""
+    directory.mkdir()
+    port = free_port()
+    path = write_config(directory, port=port, db_url=url)
+    text = path.read_text().replace('instance_id = "mt-e2e"',
+                                    f'instance_id = "{instance_id}"\ninstance_grace = {grace}')
+    path.write_text(text.replace("lease_seconds = 5", "lease_seconds = 300"))
+    return path, port
+
+
+def claimed(url: str) -> list[int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [int(i) for i in conn.execute(
+                text("SELECT id FROM spool WHERE state = 'claimed' ORDER BY id")).scalars()]
+    finally:
+        engine.dispose()
+
+
+def spool_state(url: str, row_id: int) -> str:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SELECT state FROM spool WHERE id = :id"),
+                                    {"id": row_id}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_dead_instances_rows_are_taken_over_after_the_grace_not_the_lease(
+    tmp_path: Path,
+) -> None:
+    # Issue 18.8: B used to wait out A's five-minute lease. With a heartbeat, B takes
+    # A's row once A has been silent for instance_grace (1 s here).
+    with postgres_database() as url:
+        config_a, port_a = instance_config(tmp_path / "a", url, "mt-a", grace=1.0)
+        config_b, _ = instance_config(tmp_path / "b", url, "mt-b", grace=1.0)
+        gates = Gates(tmp_path / "gates-a", "worker.after_pipeline@1")
+        a = Daemon(config_a, gates=gates).start()
+        b: Daemon | None = None
+        try:
+            ids = [new_id("acme.example") for _ in range(3)]
+            send_all(port_a, ids)
+            gates.wait("worker.after_pipeline@1", a)
+            [held] = claimed(url)
+            b = Daemon(config_b).start()
+            wait_until(lambda: states(url, "spool") == {"done": 2, "claimed": 1}, timeout=20)
+            a.kill9()
+            killed = time.monotonic()
+            wait_until(lambda: spool_state(url, held) == "done", timeout=10, interval=0.02)
+            taken = time.monotonic() - killed
+            wait_until(lambda: settled(url), timeout=20, interval=0.1)
+            assert counts(url)[1] == Counter(ids)
+            assert Counter(acks(tmp_path / "a", tmp_path / "b")) == Counter(ids)
+            assert "no heartbeat" in b.read_log()
+            assert b.stop() == 0
+        finally:
+            a.close()
+            if b is not None:
+                b.close()
+    print(f"\nPostgreSQL: a killed instance's row finished by another {taken:.2f} s after "
+          "the kill (grace 1 s, lease 300 s)")
+    assert taken < 5.0
+
+
+def test_a_restarted_instance_takes_back_its_own_rows_at_once(tmp_path: Path) -> None:
+    # The grace (60 s) and the lease (300 s) are both long: only the start-up check
+    # (our instance id on this host, its pid gone) explains a prompt take-back.
+    with postgres_database() as url:
+        config, port = instance_config(tmp_path / "a", url, "mt-a", grace=60.0)
+        gates = Gates(tmp_path / "gates", "worker.after_pipeline@1")
+        daemon = Daemon(config, gates=gates).start()
+        try:
+            ids = [new_id("acme.example")]
+            send_all(port, ids)
+            gates.wait("worker.after_pipeline@1", daemon)
+            [held] = claimed(url)
+            daemon.kill9()
+        finally:
+            daemon.close()
+        daemon = Daemon(config)
+        started = time.monotonic()
+        daemon.start()
+        try:
+            wait_until(lambda: spool_state(url, held) == "done", timeout=10, interval=0.02)
+            taken = time.monotonic() - started
+            wait_until(lambda: settled(url), timeout=20, interval=0.1)
+            assert counts(url)[1] == Counter(ids)
+            assert Counter(acks(tmp_path / "a")) == Counter(ids)
+            assert daemon.stop() == 0
+        finally:
+            daemon.close()
+    print(f"\nPostgreSQL: a restarted instance finished its own held row {taken:.2f} s after "
+          "the restart (grace 60 s, lease 300 s)")
+    assert taken < 5.0

@@ -446,7 +446,8 @@ def test_smuggled_message_stays_inside_the_first(
 def test_too_many_connections_per_ip_and_in_total_get_421(
     listen: Callable[..., int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = listen(max_connections=3, max_connections_per_ip=2)
+    # No trusted peers, so no reserve: every loopback address is a stranger here.
+    port = listen(max_connections=3, max_connections_per_ip=2, trusted_peers=())
     open_clients: list[RawClient] = []
     caplog.set_level(logging.INFO, logger="mailticket.smtp")
     try:
@@ -501,6 +502,102 @@ def test_idle_client_is_disconnected_after_the_timeout(listen: Callable[..., int
     finally:
         client.close()
     assert 0.9 <= waited < 3.0
+
+
+def _until_closed(client: RawClient, command: bytes, pause: float, most: int) -> float | None:
+    """Send ``command`` every ``pause`` s until the server hangs up; seconds taken, or None."""
+    started = time.monotonic()
+    for _ in range(most):
+        try:
+            client.send(command)
+            code, _ = client.reply()
+        except (ConnectionError, OSError):
+            return time.monotonic() - started
+        assert code == OK
+        time.sleep(pause)
+    return None
+
+
+@pytest.mark.parametrize("command", [b"RSET\r\n", b"NOOP\r\n", b"HELP\r\n"])
+def test_keepalive_commands_do_not_hold_an_idle_session_past_its_timeout(
+    listen: Callable[..., int], command: bytes
+) -> None:
+    # Issue 18.6: RSET (or NOOP, HELP) every half second used to restart the idle
+    # timer each time, holding the slot until the 30-minute session cap.
+    port = listen(timeout=1)
+    client = RawClient(port)
+    try:
+        assert client.reply()[0] == GREETING
+        for line in (b"EHLO idle.example\r\n", f"MAIL FROM:<{SENDER}>\r\n".encode(),
+                     f"RCPT TO:<{SUPPORT[0]}>\r\n".encode()):
+            client.send(line)
+            assert client.reply()[0] == OK
+        # Five free restarts after the RCPT, then the timer runs its second out:
+        # the server hangs up about 2.5 + 1 s after the RCPT, not never.
+        taken = _until_closed(client, command, pause=0.5, most=20)
+    finally:
+        client.close()
+    assert taken is not None, "the server kept the idle session open"
+    assert 2.0 < taken < 5.0
+
+
+def test_a_reused_connection_that_delivers_mail_stays_open(
+    store: Store, listen: Callable[..., int]
+) -> None:
+    # An MTA's connection cache: a message, a pause, RSET, the next message. Each
+    # delivered message is progress, so the session outlives its idle timeout.
+    port = listen(timeout=1)
+    client = RawClient(port)
+    try:
+        assert client.reply()[0] == GREETING
+        client.send(b"EHLO mta.example\r\n")
+        assert client.reply()[0] == OK
+        started = time.monotonic()
+        for n in range(4):
+            for line in (b"RSET\r\n", f"MAIL FROM:<{SENDER}>\r\n".encode(),
+                         f"RCPT TO:<{SUPPORT[0]}>\r\n".encode(), b"DATA\r\n"):
+                client.send(line)
+                assert client.reply()[0] in (OK, START_INPUT)
+            client.send(message(f"reuse {n}") + b".\r\n")
+            assert client.reply()[0] == OK
+            time.sleep(0.6)
+        assert time.monotonic() - started > 2.0
+    finally:
+        client.close()
+    assert len(store.rows()) == 4
+
+
+def test_the_reserve_keeps_slots_for_trusted_peers_when_strangers_fill_the_rest(
+    listen: Callable[..., int],
+) -> None:
+    # Issue 18.6: idle strangers used to take every slot and lock our MTA out.
+    port = listen(max_connections=4, max_connections_per_ip=2,
+                  trusted_peers=("127.0.0.1/32",), reserved_connections=2)
+    clients: list[RawClient] = []
+    try:
+        for ip in ("127.0.0.2", "127.0.0.3"):
+            clients.append(RawClient(port, source_ip=ip))
+            assert clients[-1].reply()[0] == GREETING
+        # Strangers have max_connections - reserved_connections = 2 slots in all.
+        refused = RawClient(port, source_ip="127.0.0.4")
+        assert refused.reply()[0] == TOO_MANY_CONNECTIONS
+        refused.close()
+        # The trusted MTA still gets the two reserved slots, and mail goes through.
+        for _ in range(2):
+            clients.append(RawClient(port, source_ip="127.0.0.1"))
+            assert clients[-1].reply()[0] == GREETING
+        mta = clients[-1]
+        for line in (b"EHLO mta.example\r\n", f"MAIL FROM:<{SENDER}>\r\n".encode(),
+                     f"RCPT TO:<{SUPPORT[0]}>\r\n".encode()):
+            mta.send(line)
+            assert mta.reply()[0] == OK
+        # The total cap still holds for everybody.
+        refused = RawClient(port, source_ip="127.0.0.1")
+        assert refused.reply()[0] == TOO_MANY_CONNECTIONS
+        refused.close()
+    finally:
+        for client in clients:
+            client.close()
 
 
 # --- LMTP ----------------------------------------------------------------------
@@ -722,7 +819,7 @@ def test_received_and_refused_mail_is_counted_on_the_metrics_endpoint(
     store: Store, listen: Callable[..., int]
 ) -> None:
     metrics = Metrics()
-    port = listen(metrics=metrics, max_connections_per_ip=1)
+    port = listen(metrics=metrics, max_connections_per_ip=1, trusted_peers=())
     server = start_metrics_server("127.0.0.1", 0, make_sessionmaker(store.engine), metrics)
     try:
         with smtp_client(port) as client:

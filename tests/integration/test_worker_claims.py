@@ -16,7 +16,9 @@ from sqlalchemy import text, update
 from support.configs import make_config
 from support.mails import build, new_id
 
+from mailticket.model import utc_now
 from mailticket.runners.worker import lease_transaction
+from mailticket.store import workqueue
 from mailticket.store.db import transaction
 from mailticket.store.schema import QueueState, SpoolItem
 
@@ -115,3 +117,22 @@ def test_a_failed_lone_claim_rolls_back_and_restores_durability(h: Harness) -> N
     if h.engine.dialect.name == "sqlite":
         with h.engine.connect() as conn:
             assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
+
+
+def test_a_claim_names_its_holder_and_a_dead_holders_lease_ends_at_once(h: Harness) -> None:
+    # Issue 18.8: a row held by a dead process is claimable at once, its attempt kept.
+    ids = spool_three(h)
+    with transaction(h.factory) as s:
+        taken = workqueue.claim(s, SpoolItem, utc_now(), 300, holder="mt/dead")
+    assert taken is not None and taken.id == ids[0]
+    assert h.spool_row(ids[0]).claimed_by == "mt/dead"
+    with transaction(h.factory) as s:
+        assert workqueue.claim(s, SpoolItem, utc_now(), 300, holder="mt/live").id == ids[1]
+    with transaction(h.factory) as s:
+        assert workqueue.expire_held_by(s, SpoolItem, ["mt/dead"], utc_now()) == [ids[0]]
+    with transaction(h.factory) as s:
+        again = workqueue.claim(s, SpoolItem, utc_now(), 300, holder="mt/live")
+    assert again is not None and (again.id, again.attempts) == (ids[0], 2)
+    row = h.spool_row(ids[0])
+    assert (row.state, row.claimed_by, row.claim_token) == (QueueState.CLAIMED, "mt/live",
+                                                            again.token)

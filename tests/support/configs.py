@@ -147,6 +147,9 @@ def make_config(tmp: Path, db_url: str, **overrides: Any) -> Config:
         reply_token_secret=SECRET,
         admin_addresses=("admin@provider.example",),
         trusted_authserv_ids=("mx.provider.example",),
+        # Most tests reply with the token alone; the evidence tests (issue 18) and the
+        # conversation tests set "token+authenticated", the default for this config.
+        engineer_evidence="token+sender",
     )
     cfg = Config(
         path=tmp / "test.toml",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 from pathlib import Path
+
+import pytest
 
 from mailticket.config import Config, MailConfig
 from mailticket.mail.addresses import make_reply_token, reply_address
@@ -96,8 +99,16 @@ def token_rcpt(ticket: int = 42, engineer: str = ANNA, issued: date = TODAY) -> 
     return reply_address("support@example.com", make_reply_token(SECRET, ticket, engineer, issued))
 
 
-def run(mail: InboundMail, env: Envelope | None = None, config: Config = CONFIG) -> Authentication:
+def run_full(mail: InboundMail, env: Envelope | None = None,
+             config: Config = CONFIG) -> Authentication:
     return authenticate(mail, env or envelope(), config, TODAY)
+
+
+def run(mail: InboundMail, env: Envelope | None = None, config: Config = CONFIG) -> Authentication:
+    """The verdict without the issue-18 detail (refusals, strength, token facts), for
+    the tests that predate it; ``run_full`` keeps everything."""
+    return dataclasses.replace(run_full(mail, env, config), refusals=(), verified=False,
+                               token=None, token_issued=None, token_owner_ticket_id=None)
 
 
 def forged(reason: str, address: str = ANNA, **extra: object) -> Authentication:
@@ -363,3 +374,90 @@ def test_our_own_address_and_empty_from() -> None:
     )
     empty = run(make_mail(""))
     assert (empty.principal.kind, empty.reason) == (PrincipalKind.UNKNOWN, "no usable From address")
+
+
+# --- issue 18: strength, refusals, ambiguous fields, DKIM l= --------------------------------
+
+
+def with_headers(mail: InboundMail, **extra: tuple[str, ...]) -> InboundMail:
+    headers = dict(mail.headers)
+    headers.update({name.replace("_", "-"): values for name, values in extra.items()})
+    return dataclasses.replace(mail, headers=headers)
+
+
+def codes(result: Authentication) -> list[str]:
+    return [r.code.value for r in result.refusals]
+
+
+def test_a_token_alone_is_evidence_but_not_verified() -> None:
+    result = run_full(make_mail(ANNA), envelope(token_rcpt()))
+    assert result.principal.kind is PrincipalKind.ENGINEER and not result.verified
+    assert result.token_issued == TODAY and result.token is not None
+
+
+def test_smtp_auth_or_aligned_dkim_verify_the_sender() -> None:
+    by_auth = run_full(make_mail(ANNA), envelope(token_rcpt(), auth_user=ANNA,
+                                                  source="submission"))
+    by_dkim = run_full(make_mail(ANNA, auth_results=(f"{MX}; dkim=pass header.d=example.com",)),
+                       envelope(token_rcpt()))
+    assert by_auth.verified and by_dkim.verified
+
+
+def test_another_engineers_token_is_refused_by_code_and_names_its_ticket() -> None:
+    result = run_full(make_mail(BORIS), envelope(token_rcpt(7, ANNA), auth_user=BORIS,
+                                                  source="submission"))
+    assert codes(result) == ["token_owner_mismatch"]
+    assert (result.token_owner, result.token_owner_ticket_id) == (ANNA, 7)
+
+
+@pytest.mark.parametrize("field", ["from", "sender", "subject", "message-id", "date", "to", "cc",
+                                   "reply-to", "in-reply-to", "references"])
+def test_a_duplicate_single_field_makes_the_mail_ambiguous_for_everyone(field: str) -> None:
+    mail = with_headers(make_mail(ANNA, auth_results=(f"{MX}; dkim=pass header.d=example.com",)),
+                        **{field.replace("-", "_"): ("a", "b")})
+    result = run_full(mail, envelope(token_rcpt()))
+    assert result.principal.kind is PrincipalKind.UNKNOWN and result.ambiguous is not None
+    assert result.ambiguous.code == ("duplicate_from" if field == "from" else "duplicate_header")
+    customer = run_full(with_headers(make_mail("ceo@partner.example"),
+                                     **{field.replace("-", "_"): ("a", "b")}))
+    assert customer.principal.kind is PrincipalKind.UNKNOWN and customer.ambiguous is not None
+
+
+def test_from_with_two_addresses_needs_a_sender() -> None:
+    mail = dataclasses.replace(make_mail(ANNA), from_addresses=(ANNA, "x@evil.example"))
+    result = run_full(mail, envelope(token_rcpt()))
+    assert result.ambiguous is not None and result.ambiguous.code == "multiple_from"
+    assert run_full(with_headers(mail, sender=(ANNA,)), envelope(token_rcpt())).ambiguous is None
+
+
+SIG = "v=1; a=rsa-sha256; d=example.com; s=sel; h=from; bh=x; b=QUJD REVG"
+
+
+@pytest.mark.parametrize(("signature", "header_b", "verified", "refused"), [
+    (SIG, "", True, []),
+    (SIG + "; l=10", "", False, ["dkim_length_tag"]),
+    (SIG + "; l=10", " header.b=QUJDREVG", False, ["dkim_length_tag"]),
+    # header.b names another signature of the same domain: the l= one is not the one that passed.
+    (SIG.replace("QUJD REVG", "WFla") + "; l=10", " header.b=QUJDREVG", True, []),
+])
+def test_a_dkim_pass_for_a_signature_with_l_is_not_evidence(
+    signature: str, header_b: str, verified: bool, refused: list[str],
+) -> None:
+    mail = with_headers(
+        make_mail(ANNA, auth_results=(f"{MX}; dkim=pass header.d=example.com{header_b}",)),
+        dkim_signature=(signature,))
+    result = run_full(mail)
+    assert (result.verified, codes(result)) == (verified, refused)
+
+
+def test_a_dmarc_pass_resting_on_an_l_signature_is_not_evidence() -> None:
+    mail = with_headers(make_mail(ANNA, auth_results=(f"{MX}; dmarc=pass header.from=example.com",)),
+                        dkim_signature=(SIG + "; l=5",))
+    assert codes(run_full(mail)) == ["dkim_length_tag"] and run_full(mail).forged
+
+
+def test_unaligned_pass_and_forged_results_are_named() -> None:
+    unaligned = run_full(make_mail(ANNA, auth_results=(f"{MX}; dkim=pass header.d=evil.example",)))
+    assert codes(unaligned) == ["dkim_unaligned"]
+    forged_ar = run_full(make_mail(ANNA, auth_results=(f"{MX}; dkim=fail", f"{MX}; dkim=pass")))
+    assert codes(forged_ar) == ["forged_authres"]

@@ -174,15 +174,18 @@ def test_every_exit_is_listed_for_some_path_and_in_the_module_docstring() -> Non
 
 def test_codes_and_spool_states_are_the_ones_admins_already_know() -> None:
     rejected = {"too_large", "rating_forged", "rating_refused", "token_mismatch",
-                "engineer_no_ticket", "forged_engineer", "unknown_sender"}
+                "engineer_no_ticket", "forged_engineer", "unknown_sender", "queue_refused"}
     expected = {
         **dict.fromkeys(rejected, "rejected"), "unparseable": "quarantined", "deferred": "queued",
+        "ambiguous_headers": "quarantined",
         **dict.fromkeys((
             "loop", "duplicate", "bounce", "bounce_unmatched", "alert_ignored", "alert_new",
             "alert_repeat", "alert_flap", "alert_flap_noted", "alert_resolved", "alert_ok_noted",
             "alert_info", "alert_ok_unmatched", "alert_info_unmatched", "rated",
-            "engineer_auto", "commands_refused", "engineer_reply", "auto_unthreaded", "new",
-            "reply", "reopened", "closed", "auto", "processed"), "done"),
+            "engineer_auto", "unverified_note", "replayed", "command_token_expired",
+            "commands_refused", "engineer_reply", "auto_unthreaded", "new",
+            "reply", "reopened", "closed", "auto", "processed",
+            "status_answered", "queue_answered", "digest_set"), "done"),
     }
     assert {d.code: d.state for d in Disposition} == expected
     assert len({d.code for d in Disposition}) == len(Disposition)

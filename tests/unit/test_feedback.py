@@ -56,3 +56,38 @@ def test_forged_tokens_are_recognised_as_forged() -> None:
 )
 def test_rating_reply(text: str, expected: tuple[int, str] | None) -> None:
     assert parse_rating_reply(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Issue 14 class 13: in an answer to the request, any text may follow the score.
+        ("5 Спасибо!", (5, "Спасибо!")),
+        ("1 ужасно", (1, "ужасно")),
+        ("4 хорошо, но долго\nВторой день ждали.", (4, "хорошо, но долго\nВторой день ждали.")),
+        ("5/5 отлично", (5, "отлично")),
+        ("3 из 5 нормально", (3, "нормально")),
+        ("2. Долго", (2, "Долго")),
+        ("5Спасибо", (5, "Спасибо")),
+        ("5 Спасибо!\n\n> Оцените, пожалуйста, нашу работу", (5, "Спасибо!")),
+        # Still not a score: a longer number, a decimal, a time, a fraction, words first.
+        ("12 дней ждали", None),
+        ("1.5 часа ждали", None),
+        ("1:30 ждали", None),
+        ("1/2 работает", None),
+        ("Спасибо, 5", None),
+        ("6 баллов", None),
+    ],
+)
+def test_rating_answering_the_request(text: str, expected: tuple[int, str] | None) -> None:
+    assert parse_rating_reply(text, answers_request=True) == expected
+
+
+@pytest.mark.parametrize("text", ["5 Спасибо!", "1 ужасно", "1 декабря вернусь"])
+def test_a_score_followed_by_words_in_an_ordinary_reply_is_no_rating(text: str) -> None:
+    assert parse_rating_reply(text) is None
+
+
+@pytest.mark.parametrize("text", ["1:30 ждали, потом заработало", "1.5 часа", "2,5 часа"])
+def test_a_time_or_decimal_is_no_rating_even_alone_on_its_line(text: str) -> None:
+    assert parse_rating_reply(text) is None

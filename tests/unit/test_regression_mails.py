@@ -236,6 +236,94 @@ EXPECTED: dict[str, Expected] = {
         text="Я в отпуске до 30 ноября. По срочным вопросам звоните +7 495 555-00-00.",
         kind=MailKind.AUTO_REPLY,
     ),
+    # Issue 14 "Mail fidelity", one mail per decoding class, and issue 18 point 6.
+    "no-charset-8bit-gbk.eml": Expected(
+        trait="class 1: no charset anywhere: GBK 8-bit subject, body and file name",
+        subject="打印机无法打印",
+        from_name="", from_addr="wangwei@huaxia.example",
+        message_id="20261117150210.3321@mail.huaxia.example",
+        text="您好！\n\n财务部的打印机从今天早上开始无法打印，面板上的橙色指示灯一直亮着。\n"
+             "重启以后问题依旧。错误截图见附件。\n\n王伟",
+        attachments=(("错误截图.txt", "text/plain"),),
+        defects=("no Cyrillic or Latin reading fits; charset-normalizer reads Chinese as "
+                 "gb18030 (chaos 0.00)",),
+    ),
+    "iso-2022-jp-nec-circled-digits.eml": Expected(
+        trait="class 2: ISO-2022-JP with NEC circled digits (CP50221) in body and subject",
+        subject="手順①と②",
+        from_name="", from_addr="tanaka@sakura.example",
+        message_id="TY2PR01MB4161A2B3C4D5E6F7@TY2PR01MB4161.jpnprd01.prod.outlook.example",
+        text="お世話になっております。\n\nVPNの設定は次の手順で行いました。\n"
+             "①クライアントを再インストール\n②証明書を更新\n\n接続できません。",
+        defects=("text is not valid iso-2022-jp; read as ISO-2022-JP with NEC/IBM extensions",),
+    ),
+    "uuencode-and-broken-base64.eml": Expected(
+        trait="class 3: uuencoded file in text/plain, x-uuencode with a blank line before end, "
+              "base64 with a stray character and 4n+1 length",
+        subject="Backup failed",
+        from_name="", from_addr="backup@romashka.example",
+        message_id="20261117093010.77@backup.romashka.example",
+        text="The nightly backup failed, log attached below.\n\nRegards, backup script",
+        attachments=(("backup.log", "application/octet-stream"),
+                     ("vpn.conf", "application/octet-stream"),
+                     ("report.txt", "text/plain")),
+        defects=("1 uuencoded file(s) taken out of the text",
+                 "uuencoded body decoded leniently",
+                 "base64 decoded leniently (InvalidBase64CharactersDefect)"),
+    ),
+    "broken-header-block.eml": Expected(
+        trait="class 4: a quoted mbox >From line before the first header, an unindented "
+              "continuation of Subject",
+        subject="Printer on the second floor jams on every page",
+        from_name="Ivan Petrov", from_addr="ivan.petrov@romashka.example",
+        message_id="20261117101500.4411@romashka.example",
+        text="The HP printer in room 214 jams on every page since this morning.",
+        defects=("junk before the first header dropped: "
+                 "'>From ivan.petrov@romashka.example Tue Nov 17 10:15:00 2026'",
+                 "unindented header continuation folded: 'jams on every page'"),
+    ),
+    "bare-cr-in-header.eml": Expected(
+        trait="issue 18.6: a bare CR inside Subject, the Message-ID after it",
+        subject="VPN drops after 5 minutes",
+        from_name="Anna Sidorova", from_addr="anna.sidorova@romashka.example",
+        message_id="20261117112000.5522@romashka.example",
+        text="VPN disconnects every five minutes.",
+        defects=("bare CR in a header folded as whitespace",),
+    ),
+    "declared-us-ascii-stray-8bit.eml": Expected(
+        trait="class 5: one stray 8-bit byte in a part declared us-ascii",
+        subject="Disk alert",
+        from_name="", from_addr="monitor@vektor.example",
+        message_id="20261117120000.1@mon.vektor.example",
+        text="Host srv-02: disk D: 97% full (Café share).",
+        defects=("text is not valid us-ascii",),
+    ),
+    "invalid-from-sender-fallback.eml": Expected(
+        trait="class 6: From is a bare display name; the address comes from Sender",
+        subject="No access to 1C",
+        from_name="Olga Smirnova", from_addr="olga.smirnova@vektor.example",
+        message_id="20261117123000.99@vektor.example",
+        text="I cannot log in to 1C since Monday.",
+        defects=("invalid address in From: 'Olga Smirnova'",
+                 "no readable address in From; sender taken from Sender"),
+    ),
+    "adjacent-encoded-words-two-charsets.eml": Expected(
+        trait="class 7: adjacent encoded words in koi8-r and utf-8, folded between them",
+        subject="Не работает принтер",
+        from_name="", from_addr="ivan.petrov@romashka.example",
+        message_id="20261117130000.12@romashka.example",
+        text="See subject.",
+    ),
+    "mixed-charsets-list-footer.eml": Expected(
+        trait="class 8: windows-1251 body with a UTF-8 footer appended by a list server",
+        subject="Scanner",
+        from_name="", from_addr="olga.smirnova@vektor.example",
+        message_id="20261117140000.31@vektor.example",
+        text="Добрый день!\n\nВ бухгалтерии не работает сканер, просьба посмотреть.\n\n"
+             "Ольга\n-- \nСписок рассылки «ИТ-отдел»: it@lists.vektor.example",
+        defects=("text is not valid windows-1251; "
+                 "mixed charsets: 1 line(s) read as utf_8, 3 as cp1251",),
+    ),
 }  # fmt: skip
 
 
@@ -252,7 +340,7 @@ def envelope_of(mail: InboundMail) -> Envelope:
 def test_every_mail_has_an_expectation() -> None:
     # A new file without a row, or a row whose file is gone, fails here.
     assert [p.name for p in regression_mails()] == sorted(EXPECTED)
-    assert len(EXPECTED) == 17
+    assert len(EXPECTED) == 26
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -55,6 +55,19 @@ def engineer_ticket() -> dict[str, Any]:
     )
 
 
+def queue_row(**extra: Any) -> dict[str, Any]:
+    """One row of a ticket list (mailticket.digest.rows.row)."""
+    return {
+        "ref": "MT-12", "subject": "Не печатает принтер", "contract": "romashka",
+        "contract_name": "ООО «Ромашка»", "priority": "major", "status": "open", "line": "L1",
+        "assignee": "anna@example.ru", "due_at": DUE, "timezone": "Europe/Moscow",
+        "minutes_left": 75, "overdue": False, "at_risk": True, "waiting_minutes": 150,
+        "reply": "mailto:support+r1-12-20777-abc@example.ru?subject=Re%3A%20%5B%23MT-12%5D",
+        "reply_address": "support+r1-12-20777-abc@example.ru",
+        **extra,
+    }
+
+
 def incident_context() -> dict[str, Any]:
     """A critical ticket answered 5 minutes late; service restored at 23:00, resolved at 23:10."""
     breach = CREATED + timedelta(minutes=30)
@@ -165,6 +178,8 @@ def contexts() -> dict[str, dict[str, Any]]:
             "customer_name": "Иван Петрович",
             "contract_name": "ООО «Ромашка»",
             "support_address": "support@example.ru",
+            "promise": {"kind": "until", "due_at": DUE, "minutes": 120,
+                        "timezone": "Europe/Moscow"},
         },
         "engineer_notice": {
             "ticket": engineer_ticket(),
@@ -193,6 +208,69 @@ def contexts() -> dict[str, dict[str, Any]]:
             "from_addr": "anna@support.example.ru",
             "subject": "Re: [#MT-12] Не печатает принтер",
             "reason": "no DKIM signature",
+        },
+        "evidence_refused": {
+            "ticket_ref": "MT-12",
+            "subject": "Re: [#MT-12] Не печатает принтер",
+            "reason": "weak_evidence",
+            "detail": "only a reply token and a matching From",
+        },
+        "queue_answer": {
+            "engineer_name": "Анна Смирнова",
+            "line": "L1",
+            "filters": ["acme"],
+            "unknown": ["soon"],
+            "now": CREATED,
+            "timezone": "Europe/Moscow",
+            "sections": [{"name": "mine", "rows": [queue_row()]},
+                         {"name": "line", "rows": []},
+                         {"name": "contracts", "rows": [queue_row(ref="MT-14", overdue=True,
+                                                                  minutes_left=-90,
+                                                                  waiting_minutes=None)]}],
+        },
+        "queue_refused": {"subject": "queue", "support_address": "support@example.ru"},
+        "digest_morning": {
+            "engineer_name": "Анна Смирнова",
+            "now": CREATED,
+            "timezone": "Europe/Moscow",
+            "tickets": [queue_row(ref="MT-14", overdue=True, at_risk=False, minutes_left=-30),
+                        queue_row()],
+            "at_risk": 2,
+            "waiting": [queue_row(ref="MT-9", status="waiting", minutes_left=None, due_at=None,
+                                  at_risk=False)],
+            "waiting_days": 3,
+            "support_address": "support@example.ru",
+        },
+        "digest_handover": {
+            "pair": ["Анна Смирнова", "Вера Петрова"],
+            "starts_at": CREATED,
+            "ends_at": CREATED + timedelta(days=7),
+            "timezone": "Europe/Moscow",
+            "urgent": [queue_row(priority="critical")],
+            "breaches": [{"ref": "MT-9", "subject": "Сервер", "timer": "first_response",
+                          "deadline": DUE, "priority": "critical"}],
+            "unassigned": [{"line": "L2", "rows": [queue_row(ref="MT-15", assignee="")]}],
+        },
+        "digest_weekly": {
+            "contract_name": "ООО «Ромашка»", "contract": "romashka",
+            "since": CREATED - timedelta(days=7), "now": CREATED, "timezone": "Europe/Moscow",
+            "opened": 5, "resolved": 4, "breached": 1, "waiting": 2, "open": 3,
+            "oldest": queue_row(age_minutes=4320),
+        },
+        "digest_setting": {"enabled": True, "at": "09:30", "error": "",
+                           "support_address": "support@example.ru"},
+        "status_answer": {
+            "contract_name": "ООО «Ромашка»",
+            "all_tickets": False,
+            "support_address": "support@example.ru",
+            "tickets": [
+                {"ref": "MT-12", "subject": "Не печатает принтер", "status": "open",
+                 "priority": "major", "next": {"kind": "until", "due_at": DUE, "minutes": 0,
+                                                "timezone": "Europe/Moscow"}},
+                {"ref": "MT-14", "subject": "VPN", "status": "waiting", "priority": "minor",
+                 "next": {"kind": "none", "due_at": None, "minutes": 0,
+                          "timezone": "Europe/Moscow"}},
+            ],
         },
         "unknown_sender": {
             "from_addr": "someone@unknown.org",
@@ -240,10 +318,28 @@ SUBJECTS = {
     ("reply", "en"): "Re: [#MT-12] Не печатает принтер",
     ("command_result", "ru"): "[#MT-12] Команды выполнены: Не печатает принтер",
     ("command_result", "en"): "[#MT-12] Commands applied: Не печатает принтер",
+    ("evidence_refused", "ru"): "Ваш ответ не выполнен по обращению MT-12",
+    ("evidence_refused", "en"): "Your reply did not act on ticket MT-12",
     ("forged_reply", "ru"): "Непроверенное письмо от вашего имени по обращению MT-12",
     ("forged_reply", "en"): "Unverified message in your name about ticket MT-12",
     ("unknown_sender", "ru"): "Не удалось зарегистрировать обращение: Помогите с сервером",
     ("unknown_sender", "en"): "We could not register your request: Помогите с сервером",
+    ("digest_morning", "ru"): "Сводка на пт, 20.11.2026 19:50 MSK: обращений 2, срочных 2",
+    ("digest_morning", "en"): "Digest for Fri 20 Nov 2026 19:50 MSK: 2 tickets, 2 urgent",
+    ("digest_handover", "ru"): "Передача смены пт, 20.11.2026 19:50 MSK: срочных 1, нарушений 1, "
+                               "не назначено 1",
+    ("digest_handover", "en"): "Handover Fri 20 Nov 2026 19:50 MSK: 1 urgent, 1 breaches, "
+                               "1 unassigned",
+    ("digest_weekly", "ru"): "Неделя по договору ООО «Ромашка»: новых 5, решено 4, нарушений 1",
+    ("digest_weekly", "en"): "Week of ООО «Ромашка»: 5 opened, 4 resolved, 1 breaches",
+    ("digest_setting", "ru"): "Утренняя сводка включена",
+    ("digest_setting", "en"): "Morning digest on",
+    ("queue_answer", "ru"): "Очередь (acme): 2",
+    ("queue_answer", "en"): "Queue (acme): 2",
+    ("queue_refused", "ru"): "Запрос очереди не выполнен: queue",
+    ("queue_refused", "en"): "Queue request not answered: queue",
+    ("status_answer", "ru"): "Открытые обращения (2): ООО «Ромашка»",
+    ("status_answer", "en"): "Open requests (2): ООО «Ромашка»",
     ("unparseable", "ru"): "Не удалось прочитать ваше письмо: Счёт",
     ("unparseable", "en"): "We could not read your message: Счёт",
     ("too_large", "ru"): "Письмо слишком большое: Логи",
@@ -267,9 +363,10 @@ PHRASES = {
     ("ack", "ru"): ["Здравствуйте, Иван Петрович!", "зарегистрировано под номером MT-12",
                     "Договор:      ООО «Ромашка»", "пт, 20.11.2026 19:50 MSK",
                     "просто ответьте на это письмо", "метку [#MT-12]", "support@example.ru",
-                    "С уважением,"],
+                    "С уважением,", "Ответим до 10:00 пн, 23 ноября (приоритет: высокий)."],
     ("ack", "en"): ["Dear Иван Петрович,", "registered it as MT-12", "Fri 20 Nov 2026 19:50 MSK",
-                    "simply reply to this", "keep [#MT-12] in the subject", "support@example.ru"],
+                    "simply reply to this", "keep [#MT-12] in the subject", "support@example.ru",
+                    "We will answer by 10:00 Mon, 23 November (priority: major)."],
     ("engineer_notice", "ru"): ["Зарегистрировано новое обращение MT-12.",
                                 "От:            Иван Петров <ivan@romashka.ru>",
                                 "Приоритет:     высокий (major)", "Статус:        в работе (open)",
@@ -293,6 +390,10 @@ PHRASES = {
     ("command_result", "en"): ["All commands in your reply to ticket MT-12 were applied.",
                                "  [done]   #time 30\n           30 min recorded",
                                "The text of your reply was sent to the customer."],
+    ("evidence_refused", "ru"): ["внутренняя заметка", "через порт отправки",
+                                 "подписывает письма DKIM"],
+    ("evidence_refused", "en"): ["internal note marked unverified", "through the submission port",
+                                 "signs with DKIM"],
     ("forged_reply", "ru"): ["от вашего имени (anna@support.example.ru),\nпо обращению MT-12.",
                              "не удалось: no DKIM signature.", "команды из письма не выполнены"],
     ("forged_reply", "en"): ["in your name (anna@support.example.ru) about\nticket MT-12.",
@@ -303,6 +404,45 @@ PHRASES = {
                                "ещё раз на адрес support@example.ru."],
     ("unknown_sender", "en"): ["the address\nsomeone@unknown.org is not linked to any support contract",
                                "company's contact person", "again to support@example.ru."],
+    ("digest_morning", "ru"): ["Анна Смирнова, доброе утро!",
+                               "из них просрочено или под угрозой: 2.\n\nMT-14  romashka",
+                               "  просрочено на 30 мин (срок",
+                               "== Ждут ответа клиента дольше 3 дн.: 1 ==\n\nMT-9  romashka  "
+                               "высокий  ожидает ответа заявителя\n  Не печатает принтер\n"
+                               "  срок не идёт\n", "(#digest off)"],
+    ("digest_morning", "en"): ["Good morning, Анна Смирнова.", "  overdue by 30 min (due",
+                               "== Waiting on the customer for more than 3 days: 1 =="],
+    ("digest_handover", "ru"): ["Анна Смирнова и Вера Петрова, вы заступаете на дежурство\n"
+                                "с пт, 20.11.2026 19:50 MSK до пт, 27.11.2026 19:50 MSK.",
+                                "  MT-9  критический, срок первого ответа истёк "
+                                "пн, 23.11.2026 10:00 MSK\n    Сервер\n",
+                                "== Не назначены, линия L2: 1 ==\n\nMT-15  romashka"],
+    ("digest_handover", "en"): ["you are on call\nfrom Fri 20 Nov 2026 19:50 MSK",
+                                "  MT-9  critical, first response deadline passed "
+                                "Mon 23 Nov 2026 10:00 MSK"],
+    ("digest_weekly", "ru"): ["  зарегистрировано:         5\n  решено:                   4\n",
+                              "(открыто 72 ч назад):\n\nMT-12  romashka"],
+    ("digest_weekly", "en"): ["  SLA breaches:           1\n", "(opened 72 h ago)"],
+    ("digest_setting", "ru"): ["Утренняя сводка будет приходить в рабочие дни в 09:30."],
+    ("digest_setting", "en"): ["Your morning digest will arrive on working days at 09:30."],
+    ("queue_answer", "ru"): ["== Назначены вам: 1 ==\n\nMT-12  romashka  высокий  в работе  "
+                             "[под угрозой]\n  Не печатает принтер\n  осталось 1 ч 15 мин "
+                             "(срок пн, 23.11.2026 10:00 MSK)\n  последнее письмо клиента "
+                             "2 ч 30 мин назад\n  ответить: support+r1-12-20777-abc@example.ru\n",
+                             "== Не назначены, линия L1: 0 ==\n  нет\n",
+                             "  просрочено на 1 ч 30 мин (срок", "пропущены): soon."],
+    ("queue_answer", "en"): ["== Assigned to you: 1 ==", "  1 h 15 min left (due Mon 23 Nov",
+                             "  overdue by 1 h 30 min", "customer's last message 2 h 30 min ago"],
+    ("queue_refused", "ru"): ["список не отправлен", "SMTP AUTH", "«#статус»"],
+    ("queue_refused", "en"): ["no list was sent", "SMTP AUTH", "\"#status\""],
+    ("status_answer", "ru"): ["Ваши открытые обращения по договору «ООО «Ромашка»»: 2.",
+                              "MT-12  Не печатает принтер\n"
+                              "  статус: в работе; приоритет: высокий\n"
+                              "  ответим до 10:00 пн, 23 ноября\n\n"
+                              "MT-14  VPN\n  статус: ожидает ответа заявителя; "
+                              "приоритет: обычный\n\n"],
+    ("status_answer", "en"): ["MT-12  Не печатает принтер\n  status: in progress; "
+                              "priority: major\n  we will answer by 10:00 Mon, 23 November\n"],
     ("unparseable", "ru"): ["не смогли прочитать ваше письмо «Счёт»",
                             "Причина: broken MIME structure.", "обычным текстом"],
     ("unparseable", "en"): ["could not read your message \"Счёт\"",
@@ -468,7 +608,9 @@ def test_renders_exact_subject_and_key_phrases(renderer: Renderer, name: str, lo
 @pytest.mark.parametrize(("name", "locale"), CASES)
 def test_only_customer_mail_has_html(renderer: Renderer, name: str, locale: str) -> None:
     out = renderer.render(name, locale, contexts()[name])
-    if name in ("ack", "reply", "rating_request", "incident_report", "monthly_report"):
+    if name in ("ack", "reply", "rating_request", "incident_report", "monthly_report",
+                "status_answer", "queue_answer", "digest_morning",
+                    "digest_handover", "digest_weekly"):
         assert out.html is not None
         assert out.html.startswith("<!DOCTYPE html>\n")
         assert f'<html lang="{locale}">' in out.html
