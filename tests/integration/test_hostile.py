@@ -310,3 +310,27 @@ def test_duplicate_message_id_flood_is_stored_once(stack: Stack) -> None:
     assert [a.kind for a in ticket.articles] == ["customer", "ack"]
     assert sorted(outcomes(stack)) == sorted(["new"] + ["duplicate"] * 49)
     assert recipients(stack.sink.messages) == sorted([[CUSTOMER], *ENGINEERS])
+
+
+def test_bare_cr_and_bare_lf_inside_the_header_block_do_not_end_it(stack: Stack) -> None:
+    """Issue 18 point 6, with the exact bytes over a real socket (smtplib sends bytes as given).
+
+    Before the fix a bare CR ended the header block: the Message-ID fell into
+    the body, so the same mail delivered twice opened two tickets.
+    """
+    mid = new_id("acme.example")
+    raw = (f"From: {CUSTOMER}\r\nTo: support@provider.example\r\n"
+           "Subject: broken\rheader\r\n"
+           "X-Mailer: old\nthing\r\n"
+           f"Message-ID: <{mid}>\r\n"
+           "Date: Fri, 20 Nov 2026 19:50:00 +0300\r\n"
+           "\r\nThe printer is down.\r\n").encode()
+    assert b"\rh" in raw and b"d\nt" in raw
+    stack.send(raw, mail_from=CUSTOMER)
+    stack.send(raw, mail_from=CUSTOMER)
+    stack.settle()
+    [ticket] = stack.tickets()
+    customer = [a for a in ticket.articles if a.kind == "customer"]
+    assert [(a.subject, a.message_id, a.text.strip()) for a in customer] == [
+        ("broken header", mid, "The printer is down.")]
+    assert sorted(outcomes(stack)) == ["duplicate", "new"]
