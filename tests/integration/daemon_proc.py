@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -260,3 +261,28 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+# --- reading a stopped or running daemon's SQLite database -------------------------------
+
+
+def query(directory: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` in the daemon's ``mt.db`` in ``directory`` (read beside the daemon)."""
+    conn = sqlite3.connect(directory / "mt.db", timeout=30)
+    try:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
+
+
+def states(directory: Path, table: str) -> dict[str, int]:
+    """How many rows of a queue table (spool, outbox) are in each state."""
+    return {str(state): int(n) for state, n in query(  # type: ignore[call-overload]
+        directory, f"SELECT state, count(*) FROM {table} GROUP BY state")}
+
+
+def settled(directory: Path) -> bool:
+    """Nothing queued or claimed in the spool or the outbox."""
+    busy = query(directory, "SELECT count(*) FROM spool WHERE state IN ('queued', 'claimed')"
+                 " UNION ALL SELECT count(*) FROM outbox WHERE state IN ('queued', 'claimed')")
+    return all(n == 0 for (n,) in busy)

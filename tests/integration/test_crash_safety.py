@@ -40,14 +40,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_proc import Daemon, Gates, free_port, wait_until, write_config
+from daemon_proc import (
+    Daemon,
+    Gates,
+    free_port,
+    query,
+    settled,
+    states,
+    wait_until,
+    write_config,
+)
 from sqlalchemy import event, text
 from stack import Stack
 from support.mails import build, new_id
 from support.smtp_sink import Received, SmtpSink
 
 from mailticket.cli import main as cli_main
-from mailticket.store.db import make_engine
 
 
 @pytest.fixture
@@ -78,26 +86,6 @@ def send_all(config: Path, ids: list[str]) -> None:
             client.sendmail("ivan@acme.example", ["support@provider.example"],
                             build(from_="ivan@acme.example", message_id=mid,
                                   subject=f"case {mid[:8]}"))
-
-
-def query(directory: Path, sql: str) -> list[tuple[object, ...]]:
-    engine = make_engine(f"sqlite:///{directory / 'mt.db'}")
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
-def states(directory: Path, table: str) -> dict[str, int]:
-    return {str(state): int(n) for state, n in query(  # type: ignore[call-overload]
-        directory, f"SELECT state, count(*) FROM {table} GROUP BY state")}
-
-
-def settled(directory: Path) -> bool:
-    busy = query(directory, "SELECT count(*) FROM spool WHERE state IN ('queued', 'claimed')"
-                 " UNION ALL SELECT count(*) FROM outbox WHERE state IN ('queued', 'claimed')")
-    return all(n == 0 for (n,) in busy)
 
 
 def message_ids(received: list[Received]) -> Counter[str]:

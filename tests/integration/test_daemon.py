@@ -14,7 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_proc import Daemon, Gates, cli, free_port, tickets, wait_until, write_config
+from daemon_proc import (
+    Daemon,
+    Gates,
+    cli,
+    free_port,
+    query,
+    states,
+    tickets,
+    wait_until,
+    write_config,
+)
 from sqlalchemy import text
 from support.mails import build, new_id
 
@@ -62,20 +72,6 @@ def test_mail_becomes_ticket_and_ack_lands_in_maildir(workdir: Path) -> None:
     finally:
         daemon.close()
     assert "mailticket ready" in daemon.read_log()
-
-
-def query(directory: Path, sql: str) -> list[tuple[object, ...]]:
-    engine = make_engine(f"sqlite:///{directory / 'mt.db'}")
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
-def states(directory: Path, table: str) -> dict[str, int]:
-    return {str(state): int(n) for state, n in query(  # type: ignore[call-overload]
-        directory, f"SELECT state, count(*) FROM {table} GROUP BY state")}
 
 
 def test_kill9_between_250_and_processing_loses_and_duplicates_nothing(workdir: Path) -> None:

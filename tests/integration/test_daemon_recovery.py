@@ -18,7 +18,6 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -26,7 +25,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from daemon_proc import Daemon, Gates, free_port, wait_until, write_config
+from daemon_proc import (
+    Daemon,
+    Gates,
+    free_port,
+    query,
+    settled,
+    wait_until,
+    write_config,
+)
 from support.mails import build, new_id
 from support.smtp_sink import Received, SmtpSink
 
@@ -53,14 +60,6 @@ def make_config(directory: Path, sink: SmtpSink) -> tuple[Path, int]:
     return path, port
 
 
-def query(directory: Path, sql: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(directory / "mt.db", timeout=30)
-    try:
-        return [tuple(r) for r in conn.execute(sql).fetchall()]
-    finally:
-        conn.close()
-
-
 def held(directory: Path) -> dict[str, list[int]]:
     """Ids of the spool and outbox rows claimed right now, by table."""
     return {table: [int(i) for (i,) in query(  # type: ignore[call-overload]
@@ -76,12 +75,6 @@ def all_done(directory: Path, rows: dict[str, list[int]]) -> bool:
             if {state for (state,) in found} != {"done"}:
                 return False
     return True
-
-
-def settled(directory: Path) -> bool:
-    busy = query(directory, "SELECT count(*) FROM spool WHERE state IN ('queued', 'claimed')"
-                 " UNION ALL SELECT count(*) FROM outbox WHERE state IN ('queued', 'claimed')")
-    return all(n == 0 for (n,) in busy)
 
 
 def acks(received: list[Received]) -> Counter[str]:
