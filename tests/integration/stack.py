@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import smtplib
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ class Stack:
         self.port = int(self.server.sockets[0].getsockname()[1])
         self.submission_port = (int(self.servers[1].sockets[0].getsockname()[1])
                                 if len(self.servers) > 1 else None)
+        self.submission_ca = submission_tls[0] if submission_tls is not None else None
         self.worker = SpoolWorker(assemble(self.config, self.engine))
         self.drainer = OutboxDrainer(self.factory, self.config.relay, lease_seconds=30)
         self.threads = [
@@ -82,6 +84,19 @@ class Stack:
                 client.rcpt(address)
             code, reply = client.data(raw)
         return f"{code} {reply.decode()}"
+
+    def submit(self, login: str, password: str, raw: bytes, rcpt: str) -> list[Received]:
+        """Send through the submission listener after STARTTLS and AUTH; returns new sink mail."""
+        assert self.submission_port is not None and self.submission_ca is not None
+        before = len(self.sink.messages)
+        context = ssl.create_default_context(cafile=str(self.submission_ca))
+        with smtplib.SMTP("127.0.0.1", self.submission_port, timeout=10) as client:
+            client.starttls(context=context)
+            client.ehlo()
+            client.login(login, password)
+            client.sendmail(login, [rcpt], raw)
+        self.settle()
+        return self.sink.messages[before:]
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until the spool has nothing queued and the outbox is drained."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import smtplib
-import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +43,6 @@ def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
     with SmtpSink() as sink:
         s = Stack(tmp_path, sqlite_url, sink, submission_tls=(cert, key), engineers=people,
                   mail=STRICT)
-        s.cert = cert  # type: ignore[attr-defined]
         try:
             yield s
         finally:
@@ -69,17 +66,7 @@ def reply(stack: Stack, token_address: str, body: str, *, from_: str = ANNA,
 
 
 def submit(stack: Stack, login: str, raw: bytes, rcpt: str) -> list[Received]:
-    """Send through the submission listener after STARTTLS and AUTH as ``login``."""
-    before = len(stack.sink.messages)
-    context = ssl.create_default_context(cafile=str(stack.cert))  # type: ignore[attr-defined]
-    assert stack.submission_port is not None
-    with smtplib.SMTP("127.0.0.1", stack.submission_port, timeout=10) as client:
-        client.starttls(context=context)
-        client.ehlo()
-        client.login(login, PASSWORD)
-        client.sendmail(login, [rcpt], raw)
-    stack.settle()
-    return stack.sink.messages[before:]
+    return stack.submit(login, PASSWORD, raw, rcpt)
 
 
 def refusals(stack: Stack, ticket_id: int | None = None) -> list[str]:

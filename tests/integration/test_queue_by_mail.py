@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import smtplib
-import ssl
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +19,7 @@ from harness import Harness, as_message, body_text
 from stack import Stack, text_of
 from support.configs import engineers, make_config
 from support.mails import build
-from support.smtp_sink import Received, SmtpSink, make_test_cert
+from support.smtp_sink import SmtpSink, make_test_cert
 
 from mailticket.config.passwords import hash_password
 from mailticket.store.db import transaction
@@ -137,24 +135,11 @@ def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
     with SmtpSink() as sink:
         s = Stack(tmp_path, sqlite_url, sink, submission_tls=(cert, key), engineers=people,
                   mail={"engineer_evidence": "token+authenticated"})
-        s.cert = cert  # type: ignore[attr-defined]
         try:
             yield s
         finally:
             s.close()
 
-
-def _submit(stack: Stack, raw: bytes, rcpt: str) -> list[Received]:
-    before = len(stack.sink.messages)
-    context = ssl.create_default_context(cafile=str(stack.cert))  # type: ignore[attr-defined]
-    assert stack.submission_port is not None
-    with smtplib.SMTP("127.0.0.1", stack.submission_port, timeout=10) as client:
-        client.starttls(context=context)
-        client.ehlo()
-        client.login(ANNA, PASSWORD)
-        client.sendmail(ANNA, [rcpt], raw)
-    stack.settle()
-    return stack.sink.messages[before:]
 
 
 def _open(stack: Stack) -> str:
@@ -168,7 +153,7 @@ def _open(stack: Stack) -> str:
 def test_queue_on_each_evidence_over_smtp(stack: Stack) -> None:
     token_address = _open(stack)
     # SMTP AUTH on the submission listener.
-    [answer] = _submit(stack, build(from_=ANNA, to=QUEUE, subject="q", body=""), QUEUE)
+    [answer] = stack.submit(ANNA, PASSWORD, build(from_=ANNA, to=QUEUE, subject="q", body=""), QUEUE)
     assert list(answer.rcpt_tos) == [ANNA] and "MT-1  acme" in text_of(answer)
     # A trusted DKIM pass on plain SMTP.
     [answer] = stack.deliver(build(from_=ANNA, to=QUEUE, subject="q", body="#queue acme",
