@@ -39,10 +39,12 @@ poll_interval = 30
 def test_appended_mail_becomes_a_ticket_within_two_seconds(dovecot: DovecotServer,
                                                             tmp_path: Path) -> None:
     config = write_config(tmp_path, port=free_port(), extra=imap_section(dovecot))
+    # DEBUG, so the log says when the poller has drained the folder and sits in IDLE.
+    config.write_text(config.read_text().replace('log_level = "INFO"', 'log_level = "DEBUG"'))
     daemon = Daemon(config).start()
     try:
         mid = new_id("acme.example")
-        time.sleep(0.5)  # let the poller enter IDLE
+        wait_until(lambda: "imap idle" in daemon.read_log(), timeout=10)
         appended = time.monotonic()
         dovecot.append("support", "INBOX", build(from_="ivan@acme.example", message_id=mid,
                                                   subject="Письмо через IMAP"))

@@ -174,16 +174,18 @@ def test_seen_mode_without_processed_folder(
 
 
 def test_idle_wakes_within_two_seconds(
-    dovecot: DovecotServer, folder: str, factory: Factory, record_property: RecordProperty
+    dovecot: DovecotServer, folder: str, factory: Factory, record_property: RecordProperty,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="mailticket.imap")
     dovecot.append(USER, folder, message(0))
     stop = threading.Event()
     [thread] = start_pollers([account(dovecot, folder)], factory, stop)
     try:
         poller = thread.poller  # type: ignore[attr-defined]
         wait_until(lambda: poller.last_poll_at is not None, 5)
-        # Let the poller enter IDLE after draining the backlog.
-        time.sleep(0.3)
+        # The poller has drained the backlog and sits in IDLE.
+        wait_until(lambda: imap_records(caplog, msg="imap idle"), 5)
         dovecot.append(USER, folder, message(1))
         latency = wait_until(lambda: len(rows(factory)) == 2, 2.0)
         wait_until(lambda: dovecot.uids(USER, folder) == [], 2.0)
@@ -224,13 +226,13 @@ def test_idle_is_reissued_without_losing_mail(
 def test_restart_during_idle_reconnects(
     dovecot: DovecotServer, folder: str, factory: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="mailticket.imap")
     dovecot.append(USER, folder, message(0))
     stop = threading.Event()
     [thread] = start_pollers([account(dovecot, folder)], factory, stop)
     try:
         poller = thread.poller  # type: ignore[attr-defined]
-        wait_until(lambda: poller.last_poll_at is not None, 5)
-        time.sleep(0.3)
+        wait_until(lambda: imap_records(caplog, msg="imap idle"), 5)
         dovecot.restart()
         # This mail exists only on the restarted server: the poller must reconnect for it.
         dovecot.append(USER, folder, message(1))
