@@ -12,13 +12,12 @@ import email
 import email.policy
 import io
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from support import report_month as month
 from support.report_month import ROUTING_RULE, at, nov
 
@@ -219,8 +218,12 @@ def test_a_second_instance_closing_the_same_month_reads_the_first_close(
     cfg, factory = november
     contract = cfg.contracts["acme"]
     start, end = monthly.month_bounds("2026-11", cfg.reports.timezone)
-    first_open = threading.Event()
+    first_open, second_reading = threading.Event(), threading.Event()
     results: dict[str, tuple[int, int]] = {}
+
+    def seen(state: ORMExecuteState) -> None:
+        if threading.current_thread().name == "second":
+            second_reading.set()
 
     def close(name: str) -> None:
         with transaction(factory) as s:
@@ -230,16 +233,20 @@ def test_a_second_instance_closing_the_same_month_reads_the_first_close(
             results[name] = (row.id, row.last_event_id)
             if name == "first":
                 first_open.set()
-                # Hold the transaction open while the second instance closes too.
-                time.sleep(0.5)
+                # Hold the transaction open until the second instance is closing too.
+                assert second_reading.wait(10)
 
-    first = threading.Thread(target=close, args=("first",))
-    first.start()
-    assert first_open.wait(10)
-    second = threading.Thread(target=close, args=("second",))
-    second.start()
-    first.join(10)
-    second.join(10)
+    event.listen(factory, "do_orm_execute", seen)
+    try:
+        first = threading.Thread(target=close, args=("first",), name="first")
+        first.start()
+        assert first_open.wait(10)
+        second = threading.Thread(target=close, args=("second",), name="second")
+        second.start()
+        first.join(10)
+        second.join(10)
+    finally:
+        event.remove(factory, "do_orm_execute", seen)
     assert results["first"] == results["second"]
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(SlaMonthClose)) == 1
