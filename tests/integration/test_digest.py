@@ -316,6 +316,14 @@ def test_waiting_is_counted_from_when_the_ticket_started_waiting(h: Harness) -> 
 def test_the_example_digest_in_docs_is_what_the_renderer_prints(h: Harness) -> None:
     """``docs/examples/digest-ru.txt``: Anna's digest of Monday 2 November 2026, as mailed."""
     _anna_tickets(h)
+    # Friday 18:00: two business hours left on Friday, two more on Monday, so at risk at 08:00.
+    h.clock.now = msk(2026, 10, 30, 18, 0)
+    h.deliver(build(from_="olga@acme.example", subject="Не работает VPN"),
+              mail_from="olga@acme.example")
+    with transaction(h.factory) as s:
+        vpn = s.get(Ticket, 4)
+        assert vpn is not None
+        vpn.assignee = ANNA
     _run_week(h, msk(2026, 11, 2, 7, 0), days=1)
     [item] = [i for i in h.outbox("digest_morning") if i.rcpt_tos == [ANNA]]
     content = (f"Subject: {as_message(item)['Subject']}\n\n"
@@ -323,3 +331,25 @@ def test_the_example_digest_in_docs_is_what_the_renderer_prints(h: Harness) -> N
     if os.environ.get("REGENERATE_EXAMPLES") == "1":
         EXAMPLE.write_text(content, encoding="utf-8")
     assert EXAMPLE.read_text(encoding="utf-8") == content, f"{EXAMPLE} is out of date"
+
+
+def test_weekly_summaries_follow_the_to_list(sqlite_url: str, tmp_path: Path) -> None:
+    manager = "manager@provider.example"
+    h = _harness(tmp_path, sqlite_url, weekly_to=("dedicated", "deputy", manager))
+    try:
+        scheduler = Scheduler(h.app, clock=h.clock)
+        h.clock.now = msk(2026, 11, 2, 0, 0)
+        while h.clock.now < msk(2026, 11, 3, 0, 0):
+            scheduler.weekly_summaries()
+            h.clock.advance(minutes=30)
+        sent = sorted((i.rcpt_tos[0], as_message(i)["Subject"].split(":")[0])
+                      for i in h.outbox("digest_weekly"))
+        # initech: Vera (dedicated) and Anna (deputy); globex: Boris; all three: the manager.
+        assert [who for who, _ in sent] == [ANNA, BORIS, manager, manager, manager, VERA]
+        # The manager, not an engineer, gets each contract's week in the contract's language,
+        # at the section's hour, and without reply addresses.
+        mine = [i for i in h.outbox("digest_weekly") if i.rcpt_tos == [manager]]
+        assert {i.created_at for i in mine} == {msk(2026, 11, 2, 8, 0)}
+        assert all("support+r" not in body_text(i) for i in mine)
+    finally:
+        h.close()
