@@ -82,10 +82,6 @@ def calendar_for(config: Config, engineer: Engineer | None) -> Calendar | None:
 def plan_for(session: Session, config: Config, address: str) -> Plan:
     """The engineer's own setting by mail, else the admin's for them, for their line, for all."""
     engineer = config.engineers.get(address)
-    calendar = calendar_for(config, engineer)
-    mine = session.get(DigestSetting, address)
-    if mine is not None:
-        return Plan(mine.enabled, parse_clock(mine.at) if mine.at else None, calendar)
     enabled = config.digest.enabled
     at = config.digest.at
     narrower = (config.digest.lines.get(engineer.line.value) if engineer is not None else None,
@@ -94,7 +90,12 @@ def plan_for(session: Session, config: Config, address: str) -> Plan:
         if admin is not None:
             enabled = admin.enabled if admin.enabled is not None else enabled
             at = admin.at or at
-    return Plan(enabled, at, calendar)
+    mine = session.get(DigestSetting, address)
+    if mine is not None:
+        # "#digest on" turns it on at the admin's hour; "#digest 09:00" also moves it.
+        enabled = mine.enabled
+        at = (parse_clock(mine.at) if mine.at else None) or at
+    return Plan(enabled, at, calendar_for(config, engineer))
 
 
 def send_time(plan: Plan, day: date) -> tuple[datetime, datetime] | None:

@@ -23,7 +23,7 @@ from support.mails import build
 from mailticket.cli.entry import main
 from mailticket.config import DigestConfig, EngineerDigest
 from mailticket.mail import addresses
-from mailticket.model import Calendar, Engineer, Status
+from mailticket.model import Calendar, Status
 from mailticket.runners.scheduler import Scheduler
 from mailticket.store.db import transaction
 from mailticket.store.schema import Ticket
@@ -172,6 +172,12 @@ def test_digest_preview_prints_what_would_be_sent(h: Harness, tmp_path: Path,
                  "--at", "2026-11-05T08:00"]) == 0
     assert capsys.readouterr().out.startswith("# digest: sent at 2026-11-05T08:00:00+03:00\n")
     assert h.outbox("digest_morning") == []  # a preview sends nothing
+    # An engineer in Novosibirsk: --at and the send time are on his own clock.
+    toml.write_text(toml.read_text(encoding="utf-8").replace(
+        'line = "L1"\n', 'line = "L1"\ntimezone = "Asia/Novosibirsk"\n'), encoding="utf-8")
+    assert main(["digest", "preview", "-c", str(toml), "--engineer", ANNA,
+                 "--at", "2026-11-05T07:00"]) == 0
+    assert capsys.readouterr().out.startswith("# digest: sent at 2026-11-05T08:00:00+07:00\n")
     assert main(["digest", "preview", "-c", str(toml), "--engineer", "nobody@x.example"]) == 4
 
 
@@ -351,5 +357,18 @@ def test_weekly_summaries_follow_the_to_list(sqlite_url: str, tmp_path: Path) ->
         mine = [i for i in h.outbox("digest_weekly") if i.rcpt_tos == [manager]]
         assert {i.created_at for i in mine} == {msk(2026, 11, 2, 8, 0)}
         assert all("support+r" not in body_text(i) for i in mine)
+    finally:
+        h.close()
+
+
+def test_digest_on_by_mail_keeps_the_admins_hour(sqlite_url: str, tmp_path: Path) -> None:
+    h = _harness(tmp_path, sqlite_url, engineers={BORIS: EngineerDigest(at=time(10, 15))})
+    try:
+        h.clock.now = msk(2026, 10, 30, 12, 0)
+        for word in ("off", "on"):
+            h.deliver(build(from_=BORIS, subject="d", body=f"#digest {word}", headers=SIGNED),
+                      mail_from=BORIS)
+        _run_week(h, msk(2026, 11, 2, 0, 0), days=1, step_minutes=15)
+        assert [d.time() for d in _digests(h, BORIS)] == [time(10, 15)]
     finally:
         h.close()
