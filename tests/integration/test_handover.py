@@ -86,7 +86,7 @@ def test_handover_mail_goes_to_the_incoming_pair_once(h: Harness) -> None:
     assert msg["List-Id"] == "<handover.mt.provider.example>"
     assert msg["Auto-Submitted"] == "auto-generated" and msg["References"] is None
     text = body_text(lead).replace("\r\n", "\n")
-    assert "Boris Ivanov и Lead Engineer, вы заступаете на дежурство" in text
+    assert "Boris Ivanov и Lead Engineer, вы заступаете на дежурство\nс пн, 23.11.2026 10:00 MSK" in text
     assert "== Открытые критические и высокие: 1 ==\n\nMT-1  initech  критический" in text
     assert ("== Нарушения SLA за прошлую смену: 1 ==\n  MT-1  критический, срок первого ответа "
             "истёк пт, 20.11.2026 20:20 MSK") in text
@@ -109,7 +109,7 @@ def test_handover_to_also_reaches_a_line_and_a_duty_lead(sqlite_url: str, tmp_pa
         assert sorted(mails) == [(BORIS,), ("duty@provider.example",), (LEAD,),
                                  ("vera@provider.example",)]
         duty = body_text(mails[("duty@provider.example",)]).replace("\r\n", "\n")
-        assert "На дежурство заступают Boris Ivanov и Lead Engineer" in duty
+        assert "На дежурство заступают Boris Ivanov и Lead Engineer\nс пн, 23.11.2026 10:00 MSK" in duty
         assert "MT-1  initech  критический" in duty
         # Not an engineer: no reply address, since no token would act for them.
         assert "ответить:" not in duty and "support+r" not in duty
