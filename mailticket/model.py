@@ -227,6 +227,12 @@ class Engineer:
     # PBKDF2/scrypt hash for SMTP AUTH on the submission listener, if any.
     password_hash: str | None = None
     locale: str = "ru"
+    # The calendar of their working days and hours (their office's week and national
+    # holidays); None = the ``[digest]`` calendar. Read in ``timezone`` when that is set.
+    calendar: str | None = None
+    # Where they are (IANA zone); None = the calendar's own zone. Their morning digest
+    # goes out at the start of *their* working day and shows times in this zone.
+    timezone: str | None = None
 
 
 class ContractType(enum.StrEnum):

@@ -19,7 +19,7 @@ from mailticket.store.db import transaction
 
 
 def parse_at(text: str | None, timezone: str) -> datetime:
-    """``--at``: an ISO time; without a zone it is read in the digest calendar's zone."""
+    """``--at``: an ISO time; without a zone it is read in the engineer's own zone."""
     if text is None:
         return common.utc_now()
     try:
@@ -41,14 +41,13 @@ def cmd_digest_preview(args: argparse.Namespace) -> int:
     engineer = cfg.engineers.get(args.engineer.strip().lower())
     if engineer is None:
         raise NotFound(f"no engineer {args.engineer}")
-    calendar = morning.calendar_of(cfg)
+    calendar = morning.calendar_for(cfg, engineer)
     zone = calendar.timezone if calendar is not None else "UTC"
     now = parse_at(args.at, zone)
     notifier = Notifier(cfg, Renderer(cfg.templates_dir))
     with transaction(common.session_factory(cfg)) as session:
         plan = morning.plan_for(session, cfg, engineer.address)
-        own = plan.calendar.timezone if plan.calendar is not None else zone
-        window = morning.send_time(plan, now.astimezone(ZoneInfo(own)).date())
+        window = morning.send_time(plan, now.astimezone(ZoneInfo(zone)).date())
         rendered = morning.render_for(session, notifier, engineer, now)
     if not plan.enabled:
         print("# digest: off for this engineer")

@@ -25,19 +25,21 @@ from mailticket.config.read import (
     unknown_reference,
 )
 from mailticket.config.settings import LOCALES, MailConfig
+from mailticket.config.sla import timezone_problem
 from mailticket.model import Contract, Engineer, Line
 
-_ENGINEER_KEYS = ("name", "line", "password_hash", "locale")
+_ENGINEER_KEYS = ("name", "line", "password_hash", "locale", "calendar", "timezone")
 _LINES = ", ".join(line.value for line in Line)
 
 
 def read_engineers(
-    p: Problems, raw: object, mail: MailConfig
+    p: Problems, raw: object, mail: MailConfig, calendar_ids: set[str] | None = None
 ) -> tuple[dict[str, Engineer], set[str]]:
     """Engineers keyed by lower-cased address, and every well-formed address that was given.
 
     The second value lets contracts check their references without repeating
-    an error about an engineer whose other fields are wrong.
+    an error about an engineer whose other fields are wrong. ``calendar_ids``
+    are the calendars an engineer's ``calendar`` may name.
     """
     out: dict[str, Engineer] = {}
     seen: dict[str, Key] = {}
@@ -76,8 +78,16 @@ def read_engineers(
         locale: str = get_value(p, table, path, "locale", str, mail.default_locale)
         if "locale" in table and locale not in LOCALES:
             p.add((*path, "locale"), f"must be one of {', '.join(LOCALES)}")
+        calendar: str | None = get_value(p, table, path, "calendar", str)
+        known = calendar_ids if calendar_ids is not None else set()
+        if calendar is not None and calendar not in known:
+            p.add((*path, "calendar"), unknown_reference("calendar", calendar, known, "calendars"))
+        zone: str | None = get_value(p, table, path, "timezone", str)
+        if zone is not None and (problem := timezone_problem(zone)) is not None:
+            p.add((*path, "timezone"), problem)
         if len(p.items) == before and address and name is not None and line is not None:
-            out[address] = Engineer(address, name, Line(line.upper()), password_hash, locale)
+            out[address] = Engineer(address, name, Line(line.upper()), password_hash, locale,
+                                    calendar, zone)
     return out, set(seen)
 
 

@@ -106,7 +106,7 @@ def _read_calendar(p: Problems, cid: str, table: dict[str, Any], path: Key) -> C
         if not always_open and "timezone" not in table:
             p.add((*path, "timezone"), "missing required key (a time zone such as Europe/Moscow)")
         timezone = "UTC"
-    elif (problem := _timezone_problem(timezone)) is not None:
+    elif (problem := timezone_problem(timezone)) is not None:
         p.add((*path, "timezone"), problem)
     week = tuple(_intervals(p, table.get(day, []), (*path, day)) for day in WEEKDAYS)
     extra_hours = _intervals(p, table.get("extra_day_hours", []), (*path, "extra_day_hours"))
@@ -156,7 +156,7 @@ def _read_calendar(p: Problems, cid: str, table: dict[str, Any], path: Key) -> C
     )
 
 
-def _timezone_problem(name: str) -> str | None:
+def timezone_problem(name: str) -> str | None:
     """Why ``name`` is not an IANA time zone, or None."""
     try:
         zoneinfo.ZoneInfo(name)
@@ -394,7 +394,7 @@ def _clock_time(p: Problems, table: dict[str, Any], path: Key, key: str, default
 
 def _zone(p: Problems, table: dict[str, Any], path: Key) -> str:
     zone: str = get_value(p, table, path, "timezone", str, "Europe/Moscow")
-    if (problem := _timezone_problem(zone)) is not None:
+    if (problem := timezone_problem(zone)) is not None:
         p.add((*path, "timezone"), problem)
         return "UTC"
     return zone

@@ -134,7 +134,7 @@ def _read_config(p: Problems, data: dict[str, Any], path: Path, today: date) -> 
     warnings = Problems(p.file, p.locator)
     calendar_warnings(warnings, calendars, today)
     plans = read_plans(p, tables["sla_plans"], set(tables["calendars"]))
-    engineers, engineer_ids = read_engineers(p, data.get("engineers"), mail)
+    engineers, engineer_ids = read_engineers(p, data.get("engineers"), mail, set(tables["calendars"]))
     contract_types = read_contract_types(p, tables["contract_types"], set(tables["sla_plans"]))
     type_plans = {k: v.sla_plan for k, v in contract_types.items() if v.sla_plan}
     contracts = read_contracts(

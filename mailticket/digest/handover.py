@@ -1,12 +1,16 @@
 """The on-call handover mail (issue 16, point 3): what the incoming pair takes over.
 
-At each handover of the ``[oncall]`` rota the incoming pair gets one mail,
-addressed to both: open critical and major tickets, the SLA breaches recorded
+At each handover of the ``[oncall]`` rota each person of the incoming pair
+gets one mail: open critical and major tickets, the SLA breaches recorded
 during the shift that just ended (read from the SLA record, not recomputed),
-and unassigned tickets per line. Only the incoming pair gets it. If the daemon
-was down at the handover the mail still goes out during the first
-:data:`LATE_WINDOW` of the shift; ``digest_sent`` (recipient = the pair, day =
-the shift's first day) sends it once. ``[digest] handover = false`` turns it off.
+and unassigned tickets per line. By default only the incoming pair gets it;
+``[digest.handover] to`` may add lines (``line:L3``) or addresses (a duty
+lead). One mail per person, not one to all, because each line's reply link
+carries its reader's own token (another engineer's token is refused) and each
+reader has their own locale. If the daemon was down at the handover the mail
+still goes out during the first :data:`LATE_WINDOW` of the shift;
+``digest_sent`` (recipient, day = the shift's first day) sends each once.
+``[digest] handover = false`` turns it off.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailticket.digest import morning
+from mailticket.digest import morning, recipients
 from mailticket.digest import rows as row_mod
 from mailticket.log import get as get_logger
 from mailticket.model import Line, Priority
@@ -37,11 +41,11 @@ KIND = "digest_handover"
 LATE_WINDOW = timedelta(hours=12)
 
 
-def context(session: Session, notifier: notify.Notifier, shift: oncall.Shift,
+def context(session: Session, notifier: notify.Notifier, shift: oncall.Shift, reader: str,
             now: datetime) -> dict[str, Any]:
-    """What the incoming pair of ``shift`` takes over at ``now``."""
+    """What the incoming pair of ``shift`` takes over at ``now``, as ``reader`` gets it."""
     config = notifier.config
-    reader = shift.pair[0]
+    engineer = config.engineers.get(reader)
     urgent = session.scalars(select(Ticket).where(
         Ticket.status.in_(row_mod.OPEN_STATUSES),
         Ticket.priority.in_([Priority.CRITICAL.value, Priority.MAJOR.value])).order_by(Ticket.id)
@@ -56,19 +60,23 @@ def context(session: Session, notifier: notify.Notifier, shift: oncall.Shift,
                SlaEvent.deadline < shift.starts_at)
         .order_by(SlaEvent.deadline, SlaEvent.id)
     ).all()
+    # The reader's own zone if they have one, else the rota's.
+    zone = engineer.timezone if engineer is not None and engineer.timezone else (
+        config.oncall.timezone)
     lines: list[dict[str, Any]] = []
     for line in Line:
         on_line: Sequence[Ticket] = [t for t in unassigned if t.line == line.value]
         if on_line:
             lines.append({"line": line.value, "rows": row_mod.by_urgency(
-                row_mod.rows(session, config, on_line, reader, now))})
-    calendar = morning.calendar_of(config)
+                row_mod.rows(session, config, on_line, reader, now, zone))})
     return {
         "pair": [config.engineers[a].name if a in config.engineers else a for a in shift.pair],
+        # The pair reads "you take over"; a lead or a line named in ``to`` reads who does.
+        "incoming": reader in shift.pair,
         "starts_at": shift.starts_at,
         "ends_at": shift.ends_at,
-        "timezone": config.oncall.timezone or (calendar.timezone if calendar else "UTC"),
-        "urgent": row_mod.by_urgency(row_mod.rows(session, config, urgent, reader, now)),
+        "timezone": zone,
+        "urgent": row_mod.by_urgency(row_mod.rows(session, config, urgent, reader, now, zone)),
         "breaches": [{"ref": str(ref_of(t, config.mail.ticket_prefix)), "subject": t.subject,
                       "timer": e.timer, "deadline": e.deadline,
                       "priority": e.priority or t.priority} for e, t in breaches],
@@ -78,7 +86,10 @@ def context(session: Session, notifier: notify.Notifier, shift: oncall.Shift,
 
 def send_due(factory: sessionmaker[Session], notifier: notify.Notifier,
              now: datetime) -> list[str]:
-    """Queue the handover mail of the shift that began before ``now``, once; returns the pair."""
+    """Queue the handover mail of the shift that began before ``now``, once per recipient.
+
+    Returns the addresses queued by this call.
+    """
     config = notifier.config
     if not config.digest.handover:
         return []
@@ -86,18 +97,21 @@ def send_due(factory: sessionmaker[Session], notifier: notify.Notifier,
     if shift is None or not shift.starts_at <= now < shift.starts_at + LATE_WINDOW:
         return []
     day = shift.starts_at.astimezone(ZoneInfo(config.oncall.timezone)).date()
-    with transaction(factory) as session:
-        if not morning.claim(session, ",".join(shift.pair), KIND, day, now):
-            return []
-        # One mail for two people: their common locale, else the site's default.
-        locales = {config.engineers[a].locale if a in config.engineers
-                   else config.mail.default_locale for a in shift.pair}
-        locale = locales.pop() if len(locales) == 1 else config.mail.default_locale
-        notify.queue_mail(
-            session, notifier, kind=KIND, to=list(shift.pair), template="digest_handover",
-            locale=locale, context=context(session, notifier, shift, now), now=now,
-            auto_submitted="auto-generated",
-            extra_headers={"List-Id": row_mod.list_id(notifier.domain, "handover")},
-        )
-    log.info("handover mail queued", extra={"pair": ",".join(shift.pair)})
-    return list(shift.pair)
+    sent: list[str] = []
+    for address in recipients.expand(config, config.digest.handover_to, pair=shift.pair):
+        engineer = config.engineers.get(address)
+        with transaction(factory) as session:
+            if not morning.claim(session, address, KIND, day, now):
+                continue
+            notify.queue_mail(
+                session, notifier, kind=KIND, to=[address], template="digest_handover",
+                locale=engineer.locale if engineer is not None else config.mail.default_locale,
+                context=context(session, notifier, shift, address, now), now=now,
+                auto_submitted="auto-generated",
+                extra_headers={"List-Id": row_mod.list_id(notifier.domain, "handover")},
+            )
+        sent.append(address)
+    if sent:
+        log.info("handover mail queued", extra={"pair": ",".join(shift.pair),
+                                                "to": ",".join(sent)})
+    return sent

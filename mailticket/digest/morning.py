@@ -1,20 +1,28 @@
 """The morning digest (issue 16, point 1): each engineer's open tickets at the start of their day.
 
-It goes out once per working day of the digest calendar (``[digest] calendar``:
-its zone, week, national holidays and moved days), at the engineer's hour:
-their own ``#digest HH:MM`` if they set one by mail, else the admin's TOML,
-else when the working day starts. None goes out on a day off or a holiday,
-nor after the working day ended (a daemon that was down all day does not send
-yesterday's list at night). ``digest_sent``'s unique key ``(recipient, kind,
-day)`` makes every scheduler run and every instance agree that it went out.
+It goes out once per working day of the engineer's own calendar (``[engineers]``
+``calendar``, else ``[digest] calendar``: its week, national holidays and moved
+days), read in the engineer's own time zone (``[engineers] timezone``, else
+the calendar's), at the engineer's hour: their own ``#digest HH:MM`` if they
+set one by mail, else the admin's ``[digest.engineers."X"]``, else
+``[digest.lines.LX]``, else ``[digest] at``, else when their working day
+starts. None goes out on a day off or a holiday, nor after the working day
+ended (a daemon that was down all day does not send yesterday's list at
+night). ``digest_sent``'s unique key ``(recipient, kind, day)`` makes every
+scheduler run and every instance agree that it went out.
 
 Contents: open tickets assigned to them, overdue first, then at risk, then by
-the next SLA due time; then tickets waiting on the customer longer than
-``waiting_days``. :func:`render_for` is what ``mailticket digest preview`` prints.
+the next SLA due time; then tickets waiting on the customer for longer than
+``waiting_days``, counted from when the ticket started waiting (not from its
+last change: an internal note does not restart the count). Times are shown
+in the engineer's zone. :func:`render_for` is what ``mailticket digest
+preview`` prints.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -56,20 +64,38 @@ def calendar_of(config: Config) -> Calendar | None:
     return next((c for c in config.calendars.values() if not c.always_open), None)
 
 
-def plan_for(session: Session, config: Config, engineer: str) -> Plan:
-    """The engineer's own setting by mail, else the admin's, else the section's defaults."""
-    admin = config.digest.engineers.get(engineer)
-    calendar = (config.calendars.get(admin.calendar) if admin is not None and admin.calendar
-                else calendar_of(config))
-    mine = session.get(DigestSetting, engineer)
-    if mine is not None:
-        return Plan(mine.enabled, parse_clock(mine.at) if mine.at else None, calendar)
+@functools.lru_cache(maxsize=64)
+def _in_zone(calendar: Calendar, zone: str) -> Calendar:
+    """``calendar``'s days and hours read in ``zone`` (cached: each copy keeps its year memo)."""
+    return dataclasses.replace(calendar, timezone=zone)
+
+
+def calendar_for(config: Config, engineer: Engineer | None) -> Calendar | None:
+    """The calendar an engineer's day follows, in their own time zone; the section's for others."""
+    base = (config.calendars.get(engineer.calendar) if engineer is not None and engineer.calendar
+            else calendar_of(config))
+    if base is None or engineer is None or not engineer.timezone:
+        return base
+    return base if engineer.timezone == base.timezone else _in_zone(base, engineer.timezone)
+
+
+def plan_for(session: Session, config: Config, address: str) -> Plan:
+    """The engineer's own setting by mail, else the admin's for them, for their line, for all."""
+    engineer = config.engineers.get(address)
     enabled = config.digest.enabled
     at = config.digest.at
-    if admin is not None:
-        enabled = admin.enabled if admin.enabled is not None else enabled
-        at = admin.at or at
-    return Plan(enabled, at, calendar)
+    narrower = (config.digest.lines.get(engineer.line.value) if engineer is not None else None,
+                config.digest.engineers.get(address))
+    for admin in narrower:
+        if admin is not None:
+            enabled = admin.enabled if admin.enabled is not None else enabled
+            at = admin.at or at
+    mine = session.get(DigestSetting, address)
+    if mine is not None:
+        # "#digest on" turns it on at the admin's hour; "#digest 09:00" also moves it.
+        enabled = mine.enabled
+        at = (parse_clock(mine.at) if mine.at else None) or at
+    return Plan(enabled, at, calendar_for(config, engineer))
 
 
 def send_time(plan: Plan, day: date) -> tuple[datetime, datetime] | None:
@@ -98,15 +124,17 @@ def context(session: Session, config: Config, engineer: Engineer, now: datetime,
     ).all()
     active = [t for t in mine if t.status != Status.WAITING.value]
     cutoff = now - timedelta(days=config.digest.waiting_days)
-    waiting = [t for t in mine if t.status == Status.WAITING.value and t.updated_at <= cutoff]
-    items = row_mod.by_urgency(row_mod.rows(session, config, active, engineer.address, now))
+    waiting = sorted((t for t in mine if t.status == Status.WAITING.value
+                      and row_mod.waiting_since(t) <= cutoff), key=row_mod.waiting_since)
+    items = row_mod.by_urgency(
+        row_mod.rows(session, config, active, engineer.address, now, timezone))
     return {
         "engineer_name": engineer.name,
         "now": now,
         "timezone": timezone,
         "tickets": items,
         "at_risk": sum(1 for i in items if i["overdue"] or i["at_risk"]),
-        "waiting": row_mod.rows(session, config, waiting, engineer.address, now),
+        "waiting": row_mod.rows(session, config, waiting, engineer.address, now, timezone),
         "waiting_days": config.digest.waiting_days,
         "support_address": config.mail.support_addresses[0],
     }
@@ -115,7 +143,7 @@ def context(session: Session, config: Config, engineer: Engineer, now: datetime,
 def render_for(session: Session, notifier: notify.Notifier, engineer: Engineer,
                now: datetime) -> Rendered:
     """The digest ``engineer`` would get at ``now`` (also ``mailticket digest preview``)."""
-    calendar = calendar_of(notifier.config)
+    calendar = calendar_for(notifier.config, engineer)
     zone = calendar.timezone if calendar is not None else "UTC"
     ctx = context(session, notifier.config, engineer, now, zone)
     return notifier.renderer.render("digest_morning", engineer.locale, ctx)

@@ -98,7 +98,7 @@ def sections(session: Session, config: Config, engineer: Engineer, now: datetime
     for name, tickets in found:
         keep = [t for t in tickets if t.id not in seen and _wanted(t, wanted)]
         seen.update(t.id for t in keep)
-        items = row_mod.rows(session, config, keep, engineer.address, now)
+        items = row_mod.rows(session, config, keep, engineer.address, now, engineer.timezone)
         if wanted.overdue:
             items = [item for item in items if item["overdue"]]
         out.append(Section(name, row_mod.by_urgency(items)))

@@ -6,7 +6,12 @@ long the customer has waited since their last message. The due time is the
 one ``tickets.sla_stamp`` stamped on the ticket; nothing is recomputed here,
 so a list and ``sla show`` never disagree. Each row carries a ``mailto:``
 reply address with the reader's own reply token, so answering from the list
-acts on that ticket exactly as answering a notice does.
+acts on that ticket exactly as answering a notice does (a reader who is not an
+engineer, such as a duty lead's address in ``[digest] handover.to``, gets
+rows without one: a token would act for nobody). A ticket waiting on the
+customer says since when: the moment it entered ``waiting``
+(``tickets.sla_paused_since``, set by every change to that status whether or
+not the plan pauses its clock), not its last change.
 """
 
 from __future__ import annotations
@@ -57,14 +62,28 @@ def reply_link(config: Config, ticket: Ticket, reader: str, now: datetime) -> st
     return f"mailto:{address}?subject={quote(f'Re: {tag} {ticket.subject}')}"
 
 
-def row(config: Config, ticket: Ticket, reader: str, now: datetime,
-        last_customer: datetime | None) -> dict[str, Any]:
-    """The template mapping of one ticket as ``reader`` sees it at ``now``."""
+def waiting_since(ticket: Ticket) -> datetime:
+    """When ``ticket`` started waiting on the customer (its last change, for rows from before)."""
+    return ticket.sla_paused_since or ticket.updated_at
+
+
+def _minutes(since: datetime | None, now: datetime) -> int | None:
+    return round((now - since).total_seconds() / 60) if since is not None else None
+
+
+def row(config: Config, ticket: Ticket, reader: str | None, now: datetime,
+        last_customer: datetime | None, timezone: str | None = None) -> dict[str, Any]:
+    """The template mapping of one ticket as ``reader`` sees it at ``now``.
+
+    :param reader: an engineer's address (their reply token goes in), or None.
+    :param timezone: the zone times are shown in; None = the ticket's calendar's.
+    """
     due = promise.next_due(config, ticket)
     due_at: datetime | None = due["due_at"]
-    minutes_left = round((due_at - now).total_seconds() / 60) if due_at is not None else None
+    minutes_left = _minutes(now, due_at) if due_at is not None else None
     contract = config.contracts.get(ticket.contract_id or "")
-    link = reply_link(config, ticket, reader, now)
+    link = reply_link(config, ticket, reader, now) if reader in config.engineers else ""
+    waiting = waiting_since(ticket) if ticket.status == Status.WAITING.value else None
     return {
         "ref": str(ref_of(ticket, config.mail.ticket_prefix)),
         "subject": ticket.subject,
@@ -75,22 +94,23 @@ def row(config: Config, ticket: Ticket, reader: str, now: datetime,
         "line": ticket.line,
         "assignee": ticket.assignee or "",
         "due_at": due_at,
-        "timezone": due["timezone"],
+        "timezone": timezone or due["timezone"],
         "minutes_left": minutes_left,
         "overdue": minutes_left is not None and minutes_left < 0,
         "at_risk": minutes_left is not None and 0 <= minutes_left <= AT_RISK_MINUTES,
-        "waiting_minutes": (round((now - last_customer).total_seconds() / 60)
-                            if last_customer is not None else None),
+        "waiting_minutes": _minutes(last_customer, now),
+        "waiting_since": waiting,
+        "waiting_since_minutes": _minutes(waiting, now),
         "reply": link,
         "reply_address": link.removeprefix("mailto:").split("?", 1)[0],
     }
 
 
-def rows(session: Session, config: Config, tickets: Sequence[Ticket], reader: str,
-         now: datetime) -> list[dict[str, Any]]:
+def rows(session: Session, config: Config, tickets: Sequence[Ticket], reader: str | None,
+         now: datetime, timezone: str | None = None) -> list[dict[str, Any]]:
     """Rows for ``tickets`` in the order given."""
     last = last_customer_messages(session, [t.id for t in tickets])
-    return [row(config, t, reader, now, last.get(t.id)) for t in tickets]
+    return [row(config, t, reader, now, last.get(t.id), timezone) for t in tickets]
 
 
 def by_urgency(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

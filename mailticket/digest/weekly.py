@@ -1,11 +1,14 @@
 """The weekly contract summary (issue 16, point 3): each contract to its dedicated engineer.
 
-Once a week, on the first working day of the ISO week of the digest calendar
-at the engineer's digest hour, the dedicated engineer of every contract gets
-that contract's last seven days: tickets opened, resolved, SLA breaches (from
-the SLA record), tickets waiting on the customer now, and the oldest open
-ticket. ``digest_sent`` (recipient ``engineer#contract``, day = that working
-day) sends each once. ``[digest] weekly = false`` turns it off.
+Once a week, on the first working day of the ISO week of the recipient's
+calendar at their digest hour, the people ``[digest.weekly] to`` names for a
+contract (by default its dedicated engineer; also ``deputy``, ``line:L3`` or
+plain addresses such as an account manager's, who follow the section's
+calendar and hour) get that contract's last seven days: tickets opened,
+resolved, SLA breaches (from the SLA record), tickets waiting on the customer
+now, and the oldest open ticket. ``digest_sent`` (recipient
+``address#contract``, day = that working day) sends each once.
+``[digest] weekly = false`` turns it off.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailticket.digest import morning
+from mailticket.digest import morning, recipients
 from mailticket.digest import rows as row_mod
 from mailticket.log import get as get_logger
 from mailticket.model import Contract, Status
@@ -39,7 +42,7 @@ def _count(session: Session, query: Any) -> int:
 
 
 def figures(session: Session, notifier: notify.Notifier, contract: Contract, now: datetime,
-            reader: str) -> dict[str, Any]:
+            reader: str, timezone: str) -> dict[str, Any]:
     """One contract's last seven days before ``now``, as the template reads them."""
     config = notifier.config
     since = now - WEEK
@@ -47,13 +50,12 @@ def figures(session: Session, notifier: notify.Notifier, contract: Contract, now
     oldest = session.scalars(select(Ticket).where(
         mine, Ticket.status.in_(row_mod.OPEN_STATUSES)).order_by(Ticket.created_at, Ticket.id)
         .limit(1)).first()
-    calendar = morning.calendar_of(config)
     return {
         "contract_name": contract.name,
         "contract": contract.id,
         "since": since,
         "now": now,
-        "timezone": calendar.timezone if calendar is not None else "UTC",
+        "timezone": timezone,
         "opened": _count(session, select(Ticket.id).where(mine, Ticket.created_at >= since,
                                                            Ticket.created_at < now)),
         "resolved": _count(session, select(Ticket.id).where(
@@ -66,7 +68,7 @@ def figures(session: Session, notifier: notify.Notifier, contract: Contract, now
             mine, Ticket.status == Status.WAITING.value)),
         "open": _count(session, select(Ticket.id).where(
             mine, Ticket.status.in_(row_mod.OPEN_STATUSES))),
-        "oldest": (row_mod.rows(session, config, [oldest], reader, now)[0] | {
+        "oldest": (row_mod.rows(session, config, [oldest], reader, now, timezone)[0] | {
             "ref": str(ref_of(oldest, config.mail.ticket_prefix)),
             "age_minutes": round((now - oldest.created_at).total_seconds() / 60)}
             if oldest is not None else None),
@@ -84,36 +86,36 @@ def first_working_day(plan: morning.Plan, day: date) -> date | None:
 
 def send_due(factory: sessionmaker[Session], notifier: notify.Notifier,
              now: datetime) -> list[str]:
-    """Queue every weekly summary due by ``now`` and not sent yet; returns ``engineer#contract``."""
+    """Queue every weekly summary due by ``now`` and not sent yet; returns ``address#contract``."""
     config = notifier.config
     if not config.digest.weekly:
         return []
     sent: list[str] = []
     for contract in config.contracts.values():
-        engineer = config.engineers.get(contract.dedicated_engineer or "")
-        if engineer is None:
-            continue
-        with transaction(factory) as session:
-            plan = morning.plan_for(session, config, engineer.address)
-            if plan.calendar is None:
-                continue
-            today = now.astimezone(ZoneInfo(plan.calendar.timezone)).date()
-            if first_working_day(plan, today) != today:
-                continue
-            window = morning.send_time(plan, today)
-            if window is None or not window[0] <= now < window[1]:
-                continue
-            key = f"{engineer.address}#{contract.id}"
-            if not morning.claim(session, key, KIND, today, now):
-                continue
-            notify.queue_mail(
-                session, notifier, kind=KIND, to=[engineer.address], template="digest_weekly",
-                locale=engineer.locale,
-                context=figures(session, notifier, contract, now, engineer.address), now=now,
-                auto_submitted="auto-generated",
-                extra_headers={"List-Id": row_mod.list_id(notifier.domain, "weekly")},
-            )
-            sent.append(key)
+        for address in recipients.expand(config, config.digest.weekly_to, contract=contract):
+            with transaction(factory) as session:
+                plan = morning.plan_for(session, config, address)
+                if plan.calendar is None:
+                    continue
+                today = now.astimezone(ZoneInfo(plan.calendar.timezone)).date()
+                if first_working_day(plan, today) != today:
+                    continue
+                window = morning.send_time(plan, today)
+                if window is None or not window[0] <= now < window[1]:
+                    continue
+                key = f"{address}#{contract.id}"
+                if not morning.claim(session, key, KIND, today, now):
+                    continue
+                engineer = config.engineers.get(address)
+                notify.queue_mail(
+                    session, notifier, kind=KIND, to=[address], template="digest_weekly",
+                    locale=engineer.locale if engineer is not None else contract.locale,
+                    context=figures(session, notifier, contract, now, address,
+                                    plan.calendar.timezone),
+                    now=now, auto_submitted="auto-generated",
+                    extra_headers={"List-Id": row_mod.list_id(notifier.domain, "weekly")},
+                )
+                sent.append(key)
     if sent:
         log.info("weekly summaries queued", extra={"count": len(sent)})
     return sent

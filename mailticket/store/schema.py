@@ -138,6 +138,8 @@ class Ticket(Base):
     first_response_due: Mapped[datetime | None] = mapped_column(default=None)
     resolution_due: Mapped[datetime | None] = mapped_column(default=None)
     next_sla_check_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # When the ticket entered ``waiting`` (set by every change to it, whether or not the
+    # plan pauses its clock, cleared on leaving it): the digest's "waiting since".
     sla_paused_since: Mapped[datetime | None] = mapped_column(default=None)
     merged_into: Mapped[int | None] = mapped_column(Integer, default=None)
     # What the contract sold when the ticket opened, for the monthly report.

@@ -98,6 +98,16 @@ calendar = "business"
 name = "Anna Petrova"
 line = "L1"
 
+# The daemon's scheduler runs on the real clock: with digests on, Anna's morning
+# digest would join the outgoing mail a minute after start whenever a test ran on
+# a Moscow weekday between 08:00 and 20:00, and not otherwise. Off, the mail a
+# test counts does not depend on the hour it runs (the digests have their own
+# tests on a simulated clock: test_digest.py, test_handover.py).
+[digest]
+enabled = false
+weekly = false
+handover = false
+
 [[contracts]]
 id = "acme"
 name = "ACME Ltd"

@@ -150,21 +150,40 @@ def _open(stack: Stack) -> str:
     return str(notice.message["Reply-To"])
 
 
-def test_queue_on_each_evidence_over_smtp(stack: Stack) -> None:
+def _five_tickets(stack: Stack) -> str:
+    """MT-1 Anna's, MT-2 Boris's, MT-3 initech on L2 (Anna is its deputy), MT-4 L1 unassigned,
+    MT-5 L2 unassigned; returns Anna's reply-token address from MT-1's notice."""
     token_address = _open(stack)
+    for sender, subject in (("jane@globex.example", "Boris"), ("ops@initech.example", "Инитех"),
+                            ("petr@acme.example", "Ничьё L1"), ("maria@acme.example", "Ничьё L2")):
+        stack.deliver(build(from_=sender, subject=subject), mail_from=sender)
+    setup = {1: (ANNA, "L1"), 2: ("boris@provider.example", "L1"),
+             3: ("vera@provider.example", "L2"), 4: (None, "L1"), 5: (None, "L2")}
+    with transaction(stack.factory) as s:
+        for ticket_id, (assignee, line) in setup.items():
+            ticket = s.get(Ticket, ticket_id)
+            assert ticket is not None
+            ticket.assignee, ticket.line = assignee, line
+    return token_address
+
+
+def test_queue_on_each_evidence_over_smtp(stack: Stack) -> None:
+    token_address = _five_tickets(stack)
+    everything = [["MT-1"], ["MT-4"], ["MT-3"]]  # mine, my line's unassigned, my contracts'
     # SMTP AUTH on the submission listener.
-    [answer] = stack.submit(ANNA, PASSWORD, build(from_=ANNA, to=QUEUE, subject="q", body=""), QUEUE)
-    assert list(answer.rcpt_tos) == [ANNA] and "MT-1  acme" in text_of(answer)
-    # A trusted DKIM pass on plain SMTP.
+    [answer] = stack.submit(ANNA, PASSWORD, build(from_=ANNA, to=QUEUE, subject="q", body=""),
+                            QUEUE)
+    assert list(answer.rcpt_tos) == [ANNA] and _sections(text_of(answer)) == everything
+    # A trusted DKIM pass on plain SMTP, with a filter.
     [answer] = stack.deliver(build(from_=ANNA, to=QUEUE, subject="q", body="#queue acme",
                                    headers=SIGNED), mail_from=ANNA, rcpt=(QUEUE,))
-    assert "MT-1  acme" in text_of(answer)
+    assert _sections(text_of(answer)) == [["MT-1"], ["MT-4"], []]
     # A reply to a notice, token and DKIM: '#queue' as the first line answers, the ticket is untouched.
     [answer] = stack.deliver(build(from_=ANNA, to=token_address, subject="Re: notice",
                                    body="#queue", headers=SIGNED),
                              mail_from=ANNA, rcpt=(token_address,))
-    assert "MT-1  acme" in text_of(answer)
-    [ticket] = stack.tickets()
+    assert _sections(text_of(answer)) == everything
+    ticket = stack.ticket(1)
     assert [a.kind for a in ticket.articles].count("reply") == 0
 
 

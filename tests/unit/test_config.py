@@ -96,7 +96,8 @@ def test_example_plan_engineers_contracts() -> None:
         "anna@example.com": Engineer("anna@example.com", "Anna Petrova", Line.L1),
         "boris@example.com": Engineer("boris@example.com", "Boris Ivanov", Line.L1),
         "clara@example.com": Engineer("clara@example.com", "Clara Smith", Line.L2, locale="en"),
-        "dmitry@example.com": Engineer("dmitry@example.com", "Dmitry Sokolov", Line.L3),
+        "dmitry@example.com": Engineer("dmitry@example.com", "Dmitry Sokolov", Line.L3,
+                                       timezone="Asia/Novosibirsk"),
     }
     assert cfg.contracts == {
         "acme": Contract(

@@ -62,6 +62,7 @@ def queue_row(**extra: Any) -> dict[str, Any]:
         "contract_name": "ООО «Ромашка»", "priority": "major", "status": "open", "line": "L1",
         "assignee": "anna@example.ru", "due_at": DUE, "timezone": "Europe/Moscow",
         "minutes_left": 75, "overdue": False, "at_risk": True, "waiting_minutes": 150,
+        "waiting_since": None, "waiting_since_minutes": None,
         "reply": "mailto:support+r1-12-20777-abc@example.ru?subject=Re%3A%20%5B%23MT-12%5D",
         "reply_address": "support+r1-12-20777-abc@example.ru",
         **extra,
@@ -243,6 +244,7 @@ def contexts() -> dict[str, dict[str, Any]]:
         },
         "digest_handover": {
             "pair": ["Анна Смирнова", "Вера Петрова"],
+            "incoming": True,
             "starts_at": CREATED,
             "ends_at": CREATED + timedelta(days=7),
             "timezone": "Europe/Moscow",
