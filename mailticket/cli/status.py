@@ -30,6 +30,7 @@ ALL_STATES = (
     QueueState.REJECTED,
     QueueState.FAILED,
     QueueState.DROPPED,
+    QueueState.BOUNCED,
 )
 WAITING = (QueueState.QUEUED, QueueState.CLAIMED)
 FINISHED = (QueueState.DONE, QueueState.REJECTED, QueueState.QUARANTINED, QueueState.FAILED)
@@ -72,10 +73,13 @@ def _oldest(session: Session, model: Model, now: datetime) -> dict[str, Any] | N
 def _outbox_failures(session: Session, now: datetime) -> dict[str, Any]:
     since = now - FAILURE_WINDOW
     failed = (OutboxItem.state == QueueState.FAILED) & (OutboxItem.finished_at >= since)
+    # Sent in the window, and a delivery report came back since (``processing.bounces``).
+    bounced = (OutboxItem.state == QueueState.BOUNCED) & (OutboxItem.finished_at >= since)
     # A queued row with an error is waiting for a retry after a 4xx or a network fault.
     retrying = (OutboxItem.state.in_(WAITING)) & (OutboxItem.last_error.is_not(None))
     count = session.scalar(select(func.count()).select_from(OutboxItem).where(failed)) or 0
     n_retrying = session.scalar(select(func.count()).select_from(OutboxItem).where(retrying))
+    n_bounced = session.scalar(select(func.count()).select_from(OutboxItem).where(bounced))
     rows = session.execute(
         select(
             OutboxItem.id,
@@ -86,13 +90,14 @@ def _outbox_failures(session: Session, now: datetime) -> dict[str, Any]:
             OutboxItem.finished_at,
             OutboxItem.last_error,
         )
-        .where(failed | retrying)
+        .where(failed | retrying | bounced)
         .order_by(OutboxItem.id.desc())
         .limit(LAST_ERRORS)
     ).all()
     return {
         "failed": int(count),
         "retrying": int(n_retrying or 0),
+        "bounced": int(n_bounced or 0),
         "last_errors": [
             {
                 "id": r.id,
@@ -214,7 +219,7 @@ def format_status(status: Status) -> str:
     failures = status["outbox_failures_24h"]
     lines.append(
         f"outbox failures in the last 24 h: {failures['failed']} failed, "
-        f"{failures['retrying']} waiting for a retry"
+        f"{failures['bounced']} bounced, {failures['retrying']} waiting for a retry"
     )
     for err in failures["last_errors"]:
         lines.append(
