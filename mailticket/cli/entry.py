@@ -271,7 +271,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mailticket.cli.status import collect_status, format_status
 
     config = common.load_config(args)
-    status = collect_status(common.session_factory(config), common.utc_now(), tuple(a.name for a in config.imap))
+    status = collect_status(common.session_factory(config), common.utc_now(),
+                            tuple(a.name for a in config.imap), config)
     status["warnings"] = [str(warning) for warning in config.warnings]
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
