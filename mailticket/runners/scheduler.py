@@ -117,9 +117,9 @@ class Scheduler:
                           IntervalTrigger(minutes=1), id="morning_digests")
         scheduler.add_job(self._guarded("weekly_summaries", self.weekly_summaries),
                           IntervalTrigger(minutes=5), id="weekly_summaries")
-        if self.app.config.mail.admin_addresses:
-            scheduler.add_job(self._guarded("admin_digest", self.admin_digest),
-                              IntervalTrigger(minutes=1), id="admin_digest")
+        # Always on, like the morning digests: a reload may add mail.admin_addresses.
+        scheduler.add_job(self._guarded("admin_digest", self.admin_digest),
+                          IntervalTrigger(minutes=1), id="admin_digest")
         if self.app.config.oncall.rota and self.app.config.digest.handover:
             scheduler.add_job(self._guarded("handover_mail", self.handover_mail),
                               IntervalTrigger(minutes=1), id="handover_mail")

@@ -333,7 +333,7 @@ def test_start_up_scan_catches_up(hs: Harness) -> None:
             scheduler.shutdown()
 
     # APScheduler lists jobs by next run time; the digest jobs are issue 16's, the
-    # admins' failure digest issue 15's (the test config has admin_addresses).
+    # admins' failure digest issue 15's.
     assert sorted(asyncio.run(run())) == ["admin_digest", "handover_mail", "housekeeping",
                                           "morning_digests", "sla_scan", "weekly_summaries"]
     # Four events (two per timer), each once, each to Lead, Vera and Anna.
