@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -48,10 +49,11 @@ def sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-def h(sqlite_url: str, tmp_path: Path, sink: SmtpSink) -> Iterator[Harness]:
+def h(db_url: str, tmp_path: Path, sink: SmtpSink) -> Iterator[Harness]:
+    """On SQLite and PostgreSQL: the once-only bookkeeping is a unique key in both."""
     relay = RelayConfig(host="127.0.0.1", port=sink.port, timeout=5, retry_base_seconds=60,
                         retry_max_seconds=600)
-    harness = Harness(make_config(tmp_path, sqlite_url, relay=relay))
+    harness = Harness(make_config(tmp_path, db_url, relay=relay))
     yield harness
     harness.close()
 
@@ -217,3 +219,19 @@ def test_no_admin_addresses_no_digest(sqlite_url: str, tmp_path: Path) -> None:
             assert s.query(SpoolItem).count() == 1
     finally:
         h.close()
+
+
+def test_two_instances_send_one_digest(h: Harness) -> None:
+    """Two daemons' schedulers on one database, each asked every minute: one digest each hour."""
+    first, second = Scheduler(h.app, clock=h.clock), Scheduler(h.app, clock=h.clock)
+    quarantine(h)
+    sent = 0
+    for _ in range(130):
+        h.clock.advance(minutes=1)
+        sent += first.admin_digest() > 0
+        sent += second.admin_digest() > 0
+        if h.clock.now.minute == 0:
+            quarantine(h)  # news for every hour
+    assert sent == len(admin_digests(h)) == 3
+    times = [d.created_at for d in admin_digests(h)]
+    assert all(later - earlier >= timedelta(hours=1) for earlier, later in pairwise(times))
