@@ -204,6 +204,9 @@ def _queue_change(args: argparse.Namespace, model: type[QueueModel], drop: bool)
             row.finished_at = common.utc_now()
         else:
             workqueue.requeue(session, row, common.utc_now())
+            if isinstance(row, OutboxItem):
+                # A bounced row sent again starts clean; its bounce stays in the audit log.
+                row.dsn_status = row.dsn_diagnostic = None
     print(f"{model.__tablename__} row {args.id}: {'dropped' if drop else 'queued again'}")
     return 0
 

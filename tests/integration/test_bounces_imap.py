@@ -146,6 +146,12 @@ def test_imap_bounce_with_verp_only_in_a_delivery_header_is_recorded_as_bounced(
     text = format_status(status)
     assert "outbox failures in the last 24 h: 0 failed, 1 bounced, 0 waiting for a retry" in text
     assert f"  #{ack.id} bounced ack to {CUSTOMER}" in text
+    # An admin who fixed the address sends it again: the row starts clean.
+    assert main(["outbox", "retry", "-c", str(toml), str(ack.id)]) == 0
+    with transaction(h.factory) as s:
+        row = s.get(OutboxItem, ack.id)
+        assert row is not None
+        assert (row.state, row.dsn_status, row.dsn_diagnostic) == (QueueState.QUEUED, None, None)
 
 
 def test_imap_bounce_with_a_forged_mac_in_the_delivery_headers_changes_nothing(
