@@ -177,7 +177,8 @@ def _queue_list(args: argparse.Namespace, model: type[QueueModel]) -> int:
                             size=r.size, outcome=r.outcome, ticket_id=r.ticket_id)
             else:
                 item.update(kind=r.kind, rcpt_tos=r.rcpt_tos, message_id=r.message_id,
-                            ticket_id=r.ticket_id)
+                            ticket_id=r.ticket_id, dsn_status=r.dsn_status,
+                            dsn_diagnostic=r.dsn_diagnostic)
             out.append(item)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -185,7 +186,7 @@ def _queue_list(args: argparse.Namespace, model: type[QueueModel]) -> int:
         for item in out:
             print("\t".join(str(item.get(k, "")) for k in
                             ("id", "state", "attempts", "source", "kind", "mail_from", "rcpt_tos",
-                             "outcome", "last_error") if k in item))
+                             "outcome", "dsn_status", "last_error") if k in item))
         print(f"{len(out)} row(s)", file=sys.stderr)
     return 0
 
@@ -203,6 +204,9 @@ def _queue_change(args: argparse.Namespace, model: type[QueueModel], drop: bool)
             row.finished_at = common.utc_now()
         else:
             workqueue.requeue(session, row, common.utc_now())
+            if isinstance(row, OutboxItem):
+                # A bounced row sent again starts clean; its bounce stays in the audit log.
+                row.dsn_status = row.dsn_diagnostic = None
     print(f"{model.__tablename__} row {args.id}: {'dropped' if drop else 'queued again'}")
     return 0
 
@@ -270,7 +274,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mailticket.cli.status import collect_status, format_status
 
     config = common.load_config(args)
-    status = collect_status(common.session_factory(config), common.utc_now(), tuple(a.name for a in config.imap))
+    status = collect_status(common.session_factory(config), common.utc_now(),
+                            tuple(a.name for a in config.imap), config)
     status["warnings"] = [str(warning) for warning in config.warnings]
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
@@ -370,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=f"the {name} queue").add_subparsers(dest="q_cmd", required=True)
         p = q.add_parser("list", help=f"list {name} rows")
         p.add_argument("-c", "--config", default=argparse.SUPPRESS)
-        p.add_argument("--state", help="queued, claimed, done, quarantined, rejected, failed, dropped")
+        p.add_argument("--state", help="queued, claimed, done, quarantined, rejected, failed, "
+                       "dropped; outbox also bounced (a delivery report came back)")
         p.add_argument("--json", action="store_true")
         p.add_argument("--limit", type=int, default=200)
         p.set_defaults(func=lambda a, m=model: _queue_list(a, m))

@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailticket.config import Config
+from mailticket.digest import attention
 from mailticket.intake.imap_state import OK, poll_states
 from mailticket.store.schema import OutboxItem, QueueState, SpoolItem
 
@@ -30,6 +32,7 @@ ALL_STATES = (
     QueueState.REJECTED,
     QueueState.FAILED,
     QueueState.DROPPED,
+    QueueState.BOUNCED,
 )
 WAITING = (QueueState.QUEUED, QueueState.CLAIMED)
 FINISHED = (QueueState.DONE, QueueState.REJECTED, QueueState.QUARANTINED, QueueState.FAILED)
@@ -72,10 +75,13 @@ def _oldest(session: Session, model: Model, now: datetime) -> dict[str, Any] | N
 def _outbox_failures(session: Session, now: datetime) -> dict[str, Any]:
     since = now - FAILURE_WINDOW
     failed = (OutboxItem.state == QueueState.FAILED) & (OutboxItem.finished_at >= since)
+    # Sent in the window, and a delivery report came back since (``processing.bounces``).
+    bounced = (OutboxItem.state == QueueState.BOUNCED) & (OutboxItem.finished_at >= since)
     # A queued row with an error is waiting for a retry after a 4xx or a network fault.
     retrying = (OutboxItem.state.in_(WAITING)) & (OutboxItem.last_error.is_not(None))
     count = session.scalar(select(func.count()).select_from(OutboxItem).where(failed)) or 0
     n_retrying = session.scalar(select(func.count()).select_from(OutboxItem).where(retrying))
+    n_bounced = session.scalar(select(func.count()).select_from(OutboxItem).where(bounced))
     rows = session.execute(
         select(
             OutboxItem.id,
@@ -86,13 +92,14 @@ def _outbox_failures(session: Session, now: datetime) -> dict[str, Any]:
             OutboxItem.finished_at,
             OutboxItem.last_error,
         )
-        .where(failed | retrying)
+        .where(failed | retrying | bounced)
         .order_by(OutboxItem.id.desc())
         .limit(LAST_ERRORS)
     ).all()
     return {
         "failed": int(count),
         "retrying": int(n_retrying or 0),
+        "bounced": int(n_bounced or 0),
         "last_errors": [
             {
                 "id": r.id,
@@ -135,16 +142,22 @@ def collect_status(
     factory: sessionmaker[Session],
     now: datetime | None = None,
     imap_accounts: tuple[str, ...] = (),
+    config: Config | None = None,
 ) -> Status:
     """Read the queues' state from the database into a JSON-ready dict.
 
     ``imap_accounts`` are the configured account names, so that one never
-    polled yet is listed too.
+    polled yet is listed too. With ``config``, ``attention`` lists what the
+    admins' failure digest reports (``digest.attention``): the last 24 hours'
+    events and the conditions that hold now.
     """
     now = now or datetime.now(UTC)
     with factory() as session:
         spool = _depth(session, SpoolItem)
-        return {
+        extra: Status = {}
+        if config is not None:
+            extra["attention"] = attention.listing(session, config, now, FAILURE_WINDOW)
+        return {**extra,
             "generated_at": _iso(now),
             "spool": spool,
             "outbox": _depth(session, OutboxItem),
@@ -214,7 +227,7 @@ def format_status(status: Status) -> str:
     failures = status["outbox_failures_24h"]
     lines.append(
         f"outbox failures in the last 24 h: {failures['failed']} failed, "
-        f"{failures['retrying']} waiting for a retry"
+        f"{failures['bounced']} bounced, {failures['retrying']} waiting for a retry"
     )
     for err in failures["last_errors"]:
         lines.append(
@@ -222,7 +235,24 @@ def format_status(status: Status) -> str:
             f"(attempt {err['attempts']}): {_one_line(err['error'])}"
         )
     lines.extend(_imap_lines(status["imap"]))
+    if "attention" in status:
+        lines.extend(_attention_lines(status["attention"]))
     return "\n".join(lines) + "\n"
+
+
+def _attention_lines(found: dict[str, Any]) -> list[str]:
+    """The admins' digest items: conditions now, then the last 24 hours' events."""
+    items = [*found["conditions"], *found["events"]]
+    if not items:
+        return ["needs attention: nothing"]
+    lines = [f"needs attention: {len(found['conditions'])} condition(s) now, "
+             f"{len(found['events'])} event(s) in the last 24 h"]
+    for item in items:
+        line = f"  {item['kind']}: {item['subject']}"
+        if item["detail"]:
+            line += f": {_one_line(item['detail'], 120)}"
+        lines.append(line + f" ({item['at']})")
+    return lines
 
 
 def _imap_lines(accounts: list[dict[str, Any]]) -> list[str]:

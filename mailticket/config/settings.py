@@ -117,6 +117,10 @@ class MailConfig:
     default_locale: str = "ru"
     reply_token_secret: str = "change-me"
     admin_addresses: tuple[str, ...] = ()
+    # The admins' failure digest (digest.admin): at most one mail per this many minutes.
+    admin_digest_minutes: int = 60
+    # Outbox mail held back by relay errors this long counts as "relay refusing".
+    relay_alert_minutes: int = 30
     # Notices to unknown senders, at most this many per sender per 24 h.
     unknown_sender_notices_per_day: int = 1
     # Automatic mail to one recipient per 24 h (RFC 3834 / Znuny's 40).

@@ -325,6 +325,9 @@ def _read_relay(p: Problems, table: dict[str, Any], base: Path) -> RelayConfig:
     return relay
 
 
+MINUTES_PER_DAY = 1440
+
+
 def _read_mail(p: Problems, table: dict[str, Any]) -> MailConfig:
     """``[mail]``: our addresses and the look of our mail."""
     path: Key = ("mail",)
@@ -363,6 +366,11 @@ def _read_mail(p: Problems, table: dict[str, Any]) -> MailConfig:
     for name in ("unknown_sender_notices_per_day", "auto_replies_per_recipient_per_day"):
         check_minimum(p, values, path, name, 0)
     check_choice(p, values, path, "engineer_evidence", EVIDENCE_LEVELS)
+    for name in ("admin_digest_minutes", "relay_alert_minutes"):
+        check_minimum(p, values, path, name, 1)
+    if values.get("admin_digest_minutes", 0) > MINUTES_PER_DAY:
+        p.add((*path, "admin_digest_minutes"), f"must be at most {MINUTES_PER_DAY} (a day)")
+        del values["admin_digest_minutes"]
     check_minimum(p, values, path, "command_token_days", 1)
     if values.get("command_token_days", 0) > REPLY_TOKEN_DAYS:
         p.add((*path, "command_token_days"),

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mailticket.config import MailConfig
+from mailticket.outbound import stopped
 from mailticket.store.schema import AutoReplyLog
 
 # Automatic mail about one ticket, to anyone, in any hour: a circuit breaker
@@ -66,7 +67,7 @@ _AUTO_MAIL_COUNTS_TICKET = _auto_mail_counts(with_ticket=True)
 
 def auto_mail_allowed(
     session: Session, mail_cfg: MailConfig, recipient: str, kind: str, now: datetime,
-    *, per_day: int | None = None, ticket_id: int | None = None,
+    *, per_day: int | None = None, ticket_id: int | None = None, about: int | None = None,
 ) -> bool:
     """Whether one more automatic mail to ``recipient`` stays under every cap.
 
@@ -77,6 +78,10 @@ def auto_mail_allowed(
     ``mail.auto_reply_overrides``); and, for a ticket, at most
     :data:`AUTO_MAILS_PER_TICKET_PER_HOUR` to anyone. A loop with another robot
     burns out against these instead of flooding both sides.
+
+    A refusal is recorded once (``stopped``: a log line, and an audit event on
+    ``about`` or ``ticket_id``); ``about`` names the ticket a mail concerns
+    without counting the caps per ticket.
     """
     since = now - timedelta(days=1)
     overrides: Mapping[str, int] = getattr(mail_cfg, "auto_reply_overrides", None) or {}
@@ -89,9 +94,17 @@ def auto_mail_allowed(
         params.update(ticket_id=ticket_id, hour=now - timedelta(hours=1))
         counts = session.connection().execute(_AUTO_MAIL_COUNTS_TICKET, params).one()
     to_recipient, of_kind, for_ticket = (int(c or 0) for c in counts)
-    if to_recipient >= daily or (per_day is not None and of_kind >= per_day):
-        return False
-    return for_ticket < AUTO_MAILS_PER_TICKET_PER_HOUR  # always 0 without a ticket
+    if to_recipient >= daily:
+        reason, limit = stopped.CAP_RECIPIENT_DAY, daily
+    elif per_day is not None and of_kind >= per_day:
+        reason, limit = stopped.CAP_KIND_DAY, per_day
+    elif for_ticket >= AUTO_MAILS_PER_TICKET_PER_HOUR:  # always 0 without a ticket
+        reason, limit = stopped.CAP_TICKET_HOUR, AUTO_MAILS_PER_TICKET_PER_HOUR
+    else:
+        return True
+    stopped.record(session, kind=kind, recipients=[recipient], reason=reason, now=now,
+                   ticket_id=about if about is not None else ticket_id, detail=f"limit {limit}")
+    return False
 
 
 def log_auto_mail(

@@ -22,7 +22,7 @@ from mailticket.config import Config
 from mailticket.log import get as get_logger
 from mailticket.mail import addresses, compose
 from mailticket.model import ArticleKind, Direction, Line
-from mailticket.outbound import promise, suppression
+from mailticket.outbound import promise, stopped, suppression
 from mailticket.outbound.caps import auto_mail_allowed, log_auto_mail
 from mailticket.outbound.render import Rendered, Renderer
 from mailticket.store import after_flush
@@ -144,9 +144,8 @@ def queue_mail(
     blocked = (suppression.suppressed_among(session, everyone) if suppressed is None
                else {a for a in everyone if a in suppressed})
     if blocked:
-        log.warning("suppressed recipients left out", extra={
-            "kind": kind, "ticket": ticket.id if ticket is not None else None,
-            "recipients": sorted(blocked)})
+        stopped.record(session, kind=kind, recipients=sorted(blocked), reason=stopped.SUPPRESSED,
+                       now=now, ticket_id=ticket.id if ticket is not None else None)
         to = [a for a in to if a not in blocked]
         cc = [a for a in cc if a not in blocked]
         if not to:

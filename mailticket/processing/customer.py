@@ -23,7 +23,7 @@ from mailticket.mail.compose import strip_reply_prefixes
 from mailticket.mail.parse import InboundMail
 from mailticket.mail.quotes import strip_reply
 from mailticket.model import ArticleKind, Direction, MailKind, PrincipalKind, Priority, Status
-from mailticket.outbound import notify, suppression
+from mailticket.outbound import notify, stopped, suppression
 from mailticket.policy import contracts, kb, routing
 from mailticket.processing import engineer
 from mailticket.processing import ratings as feedback
@@ -64,6 +64,9 @@ def thread(work: Work, ctx: Context) -> Work | Outcome:
     if who.forged:
         return engineer.refuse_forged(ctx, work, ticket)
     if ticket is None and work.kind != MailKind.NORMAL:
+        # A robot's mail opens no ticket, so it gets no acknowledgement (RFC 3834).
+        stopped.record(ctx.session, kind="ack", recipients=[principal.address],
+                       reason=stopped.ROBOT, now=ctx.now, detail=work.kind_reason)
         return Outcome(Disposition.AUTO_UNTHREADED, detail=work.kind_reason)
     if ticket is None and principal.kind != PrincipalKind.CUSTOMER:
         if work.kind == MailKind.NORMAL:
@@ -236,6 +239,11 @@ def announce(work: Work, ctx: Context) -> Work:
     """
     assert work.mail is not None and work.ticket is not None
     mail, ticket = work.mail, work.ticket
+    if work.event == "auto":
+        # An auto-reply on a thread is kept as an article; nobody is mailed about it.
+        stopped.record(ctx.session, kind="engineer_reply", recipients=[], reason=stopped.ROBOT,
+                       now=ctx.now, ticket_id=ticket.id, detail=work.kind_reason)
+        return work
     engineers: list[str] = []
     if work.event in _NOTICE_EVENTS:
         engineers = (routing.notice_recipients(ctx.config, ticket.contract_id, ticket.assignee)

@@ -13,7 +13,8 @@ intake    parse → classify → authenticate
 route     the first rule that matches (like Mailman's LMTP runner, by address
           where an address decides; see "Order" below)
   ALERTS    the From or envelope sender is a contract's monitoring sender
-  BOUNCES   the mail is a delivery report; its VERP recipient names the row
+  BOUNCES   the mail is a delivery report; its VERP recipient (for IMAP mail also
+            the MTA's Delivered-To and the like) names the row
   RATINGS   a ``support+rate-…`` address among envelope recipients, To and Cc
   ENGINEER  an engineer proven by a ``support+r…`` reply token, SMTP AUTH or DKIM
   CUSTOMER  anyone else: customers, unknown senders, forged engineers

@@ -90,7 +90,8 @@ def request_rating(ctx: Context, ticket: Ticket | None, event: str) -> None:
     ):
         return
     to = ticket.contacts[0].address
-    if not caps.auto_mail_allowed(ctx.session, ctx.config.mail, to, "rating_request", ctx.now):
+    if not caps.auto_mail_allowed(ctx.session, ctx.config.mail, to, "rating_request", ctx.now,
+                                  about=ticket.id):
         return
     secret, support = ctx.config.mail.reply_token_secret, ctx.notifier.support_address
     links = [{"score": s, "address": rating_address(support, secret, ticket.id, s)} for s in SCORES]

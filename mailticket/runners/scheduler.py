@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import delete
 
 from mailticket.app import App
+from mailticket.digest import admin as admin_digest
 from mailticket.digest import handover as handover_digest
 from mailticket.digest import morning as morning_digest
 from mailticket.digest import weekly as weekly_digest
@@ -75,6 +76,10 @@ class Scheduler:
         """Queue each contract's weekly summary to its dedicated engineer, once (issue 16)."""
         return weekly_digest.send_due(self.factory, self.app.notifier, self.clock())
 
+    def admin_digest(self) -> int:
+        """Queue the admins' failure digest if one is due and there is news (issue 15)."""
+        return len(admin_digest.send_due(self.factory, self.app.notifier, self.clock()))
+
     def housekeeping(self) -> int:
         """Prune old automatic-mail counters; returns the rows removed.
 
@@ -112,6 +117,9 @@ class Scheduler:
                           IntervalTrigger(minutes=1), id="morning_digests")
         scheduler.add_job(self._guarded("weekly_summaries", self.weekly_summaries),
                           IntervalTrigger(minutes=5), id="weekly_summaries")
+        # Always on, like the morning digests: a reload may add mail.admin_addresses.
+        scheduler.add_job(self._guarded("admin_digest", self.admin_digest),
+                          IntervalTrigger(minutes=1), id="admin_digest")
         if self.app.config.oncall.rota and self.app.config.digest.handover:
             scheduler.add_job(self._guarded("handover_mail", self.handover_mail),
                               IntervalTrigger(minutes=1), id="handover_mail")

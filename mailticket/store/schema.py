@@ -63,6 +63,8 @@ class QueueState:
     REJECTED = "rejected"
     FAILED = "failed"
     DROPPED = "dropped"
+    # Outbox only: the relay took the mail, then a delivery report (DSN) came back.
+    BOUNCED = "bounced"
 
 
 class QueueRow:
@@ -112,6 +114,9 @@ class OutboxItem(QueueRow, Base):
     rcpt_tos: Mapped[list[str]]
     message_id: Mapped[str] = mapped_column(String(512), index=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # What the delivery report that came back said (``5.1.1``, its Diagnostic-Code).
+    dsn_status: Mapped[str | None] = mapped_column(String(32), default=None)
+    dsn_diagnostic: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Ticket(Base):

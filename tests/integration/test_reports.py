@@ -259,8 +259,8 @@ def test_scheduler_runs_the_monthly_reports_at_the_configured_day_and_time(
         jobs, when = asyncio.run(run())
     finally:
         engine.dispose()
-    assert sorted(jobs) == ["handover_mail", "housekeeping", "monthly_reports", "morning_digests",
-                            "sla_scan", "weekly_summaries"]
+    assert sorted(jobs) == ["admin_digest", "handover_mail", "housekeeping", "monthly_reports",
+                            "morning_digests", "sla_scan", "weekly_summaries"]
     first = before.replace(day=1, hour=9, minute=0, second=0, microsecond=0)
     if first <= before:
         first = (first + timedelta(days=32)).replace(day=1)

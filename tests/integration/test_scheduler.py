@@ -333,9 +333,10 @@ def test_start_up_scan_catches_up(hs: Harness) -> None:
         finally:
             scheduler.shutdown()
 
-    # APScheduler lists jobs by next run time; the digest jobs are issue 16's.
-    assert sorted(asyncio.run(run())) == ["handover_mail", "housekeeping", "morning_digests",
-                                          "sla_scan", "weekly_summaries"]
+    # APScheduler lists jobs by next run time; the digest jobs are issue 16's, the
+    # admins' failure digest issue 15's.
+    assert sorted(asyncio.run(run())) == ["admin_digest", "handover_mail", "housekeeping",
+                                          "morning_digests", "sla_scan", "weekly_summaries"]
     # Four events (two per timer), each once, each to Lead, Vera and Anna.
     with transaction(hs.factory) as s:
         assert s.scalar(select(func.count()).select_from(SlaEvent)

@@ -44,14 +44,14 @@ def _outbox(h: Harness, state: str, *, finished: datetime | None, error: str | N
 def test_empty_database(h: Harness) -> None:
     status = collect_status(h.factory, NOW)
     zero = dict.fromkeys(["queued", "claimed", "done", "quarantined", "rejected", "failed",
-                          "dropped"], 0)
+                          "dropped", "bounced"], 0)
     assert status == {
         "generated_at": "2026-11-20T16:50:00+00:00",
         "spool": zero,
         "outbox": zero,
         "oldest": {"spool": None, "outbox": None},
         "quarantined": 0,
-        "outbox_failures_24h": {"failed": 0, "retrying": 0, "last_errors": []},
+        "outbox_failures_24h": {"failed": 0, "retrying": 0, "bounced": 0, "last_errors": []},
         "last_processed_at": None,
         "last_sent_at": None,
         "imap": [],
@@ -59,7 +59,7 @@ def test_empty_database(h: Harness) -> None:
     text = format_status(status)
     assert "oldest waiting spool: none" in text
     assert "last processed: never" in text
-    assert "outbox failures in the last 24 h: 0 failed, 0 waiting for a retry" in text
+    assert "outbox failures in the last 24 h: 0 failed, 0 bounced, 0 waiting for a retry" in text
     assert text.endswith("imap: no account polled\n")
 
 
@@ -87,9 +87,9 @@ def test_queues_failures_and_last_times(h: Harness) -> None:
 
     status = collect_status(h.factory, NOW)
     assert status["spool"] == {"queued": 2, "claimed": 0, "done": 1, "quarantined": 1,
-                               "rejected": 0, "failed": 0, "dropped": 0}
+                               "rejected": 0, "failed": 0, "dropped": 0, "bounced": 0}
     assert status["outbox"] == {"queued": 3, "claimed": 0, "done": 1, "quarantined": 0,
-                                "rejected": 0, "failed": 2, "dropped": 0}
+                                "rejected": 0, "failed": 2, "dropped": 0, "bounced": 0}
     assert status["oldest"]["spool"] == {"id": oldest, "created_at": "2026-11-20T16:20:00+00:00",
                                          "age_seconds": 1800.0, "attempts": 0,
                                          "last_error": None}
@@ -109,12 +109,12 @@ def test_queues_failures_and_last_times(h: Harness) -> None:
     lines = text.splitlines()
     assert lines[0] == "mailticket status at 2026-11-20T16:50:00+00:00"
     assert lines[2].split() == ["queue", "queued", "claimed", "done", "quarantined", "rejected",
-                                "failed", "dropped"]
-    assert lines[3].split() == ["spool", "2", "0", "1", "1", "0", "0", "0"]
-    assert lines[4].split() == ["outbox", "3", "0", "1", "0", "0", "2", "0"]
+                                "failed", "dropped", "bounced"]
+    assert lines[3].split() == ["spool", "2", "0", "1", "1", "0", "0", "0", "0"]
+    assert lines[4].split() == ["outbox", "3", "0", "1", "0", "0", "2", "0", "0"]
     assert f"oldest waiting spool: #{oldest}, 30 min old, 0 attempt(s)" in lines
     assert "quarantined spool items: 1  (see `mailticket spool list`)" in lines
-    assert "outbox failures in the last 24 h: 1 failed, 1 waiting for a retry" in lines
+    assert "outbox failures in the last 24 h: 1 failed, 0 bounced, 1 waiting for a retry" in lines
     assert (f"  #{failed} failed ack to ivan@acme.example (attempt 1): 550 5.1.1 no such user"
             in lines)
 

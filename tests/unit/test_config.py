@@ -854,3 +854,22 @@ n = 4
     assert locator.line_of(("t", 1, "missing")) == 14
     assert locator.line_of(("fake",)) == 1
     assert locator.line_of(("nowhere", "x")) == 1
+
+
+def test_admin_digest_settings_are_bounded(tmp_path: Path) -> None:
+    """Issue 15: the failure digest's interval is 1 minute to a day; the relay alert at least 1."""
+    path = write(tmp_path, """
+[mail]
+admin_addresses = ["admin@example.com"]
+admin_digest_minutes = 0
+relay_alert_minutes = 0
+""")
+    assert problems(path) == [
+        "DIR/mt.toml:4: mail.admin_digest_minutes: must be at least 1",
+        "DIR/mt.toml:5: mail.relay_alert_minutes: must be at least 1",
+    ]
+    path = write(tmp_path, '[mail]\nadmin_digest_minutes = 1441\n')
+    assert problems(path) == ["DIR/mt.toml:2: mail.admin_digest_minutes: must be at most 1440 (a day)"]
+    cfg = config.load(write(tmp_path, '[mail]\nadmin_digest_minutes = 15\n'), today=TODAY)
+    assert (cfg.mail.admin_digest_minutes, cfg.mail.relay_alert_minutes) == (15, 30)
+    assert config.load(EXAMPLE, today=TODAY).mail.admin_digest_minutes == 60
