@@ -139,6 +139,7 @@ async def serve(config: Config) -> None:
             app.factory,
             config.mail.support_addresses,
             authenticator=authenticator,
+            hostname=listener.hostname or None,
             max_connections=listener.max_connections,
             max_connections_per_ip=listener.max_connections_per_ip,
             metrics=app.metrics,
