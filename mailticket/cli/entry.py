@@ -52,14 +52,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for warning in cfg.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.connect:
-        from mailticket.intake.imap import check_login
+        from mailticket.cli.connect import check_everything
 
-        failed = 0
-        for account in cfg.imap:
-            error = check_login(account)
-            print(f"imap {account.name}: {'ok' if error is None else 'FAILED: ' + error}")
-            failed += error is not None
+        failed = check_everything(cfg, print)
         if failed:
+            print(f"{failed} connection check(s) failed for {args.config}", file=sys.stderr)
             return 2
     print(f"{args.config}: ok")
     return 0
@@ -321,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("serve", cmd_serve, "run the daemon")
     add("run", cmd_serve, "run the daemon (alias of serve)")
     p = add("check-config", cmd_check_config, "validate the config; exit 2 on problems")
-    p.add_argument("--connect", action="store_true", help="also try to log in to IMAP accounts")
+    p.add_argument("--connect", action="store_true",
+                   help="also connect to the relay (EHLO, STARTTLS, AUTH), the database "
+                   "(schema version) and every IMAP account")
     p = add("status", cmd_status, "queue depths, oldest item, outbox failures")
     p.add_argument("--json", action="store_true")
     p = add("backup", cmd_backup, "consistent copy of the live SQLite database (PostgreSQL: pg_dump)")
