@@ -88,6 +88,35 @@ class InstanceLock:
         self.handle.flush()
 
 
+class PidFile:
+    """``serve --pid-file``: our PID, for running without systemd.
+
+    Written by the daemon itself once it accepts mail (a PID taken from ``$!``
+    names whatever wrapper started it: ``sudo``, ``sh -c``, ``nohup``),
+    atomically, so a reader never sees half a number; removed on a clean stop
+    when it still names us. One left by ``kill -9`` is overwritten at the next start.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, self.path)
+        log.info("pid file written", extra={"path": str(self.path), "pid": os.getpid()})
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if int(self.path.read_text().strip()) == os.getpid():
+                self.path.unlink()
+
+
 def sd_notify(message: str) -> None:
     """Tell systemd about our state (no-op when not started by systemd)."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -106,7 +135,7 @@ def sd_notify(message: str) -> None:
             log.warning("sd_notify failed", extra={"error": str(exc), "message": message})
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, pid_file: Path | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
 
     lock = InstanceLock(config)
@@ -186,6 +215,8 @@ async def serve(config: Config) -> None:
     scheduler = Scheduler(app)
     scheduler.start()
     reloader.scheduler = scheduler
+    pid = PidFile(pid_file)
+    pid.write()
     sd_notify("READY=1\nSTATUS=accepting mail")
     log.info("mailticket ready", extra={"instance": config.daemon.instance_id,
                                         "workers": len(workers), "imap_accounts": len(config.imap)})
@@ -210,6 +241,7 @@ async def serve(config: Config) -> None:
         await asyncio.to_thread(recovery.stop)
     if metrics_server is not None:
         metrics_server.close()
+    pid.remove()
     log.info("stopped", extra={"outbox_flushed": sent})
     app.engine.dispose()
 
@@ -291,11 +323,11 @@ class Watchdog:
         sd_notify("WATCHDOG=1")
 
 
-def run(config: Config) -> int:
+def run(config: Config, pid_file: Path | None = None) -> int:
     """Entry point for ``mailticket serve``."""
     logsetup.setup(config.daemon.log_level, config.daemon.log_format)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, pid_file))
     except SchemaError:
         raise
     return 0

@@ -39,7 +39,8 @@ DEFAULT_CONFIG = "config.example.toml"
 def cmd_serve(args: argparse.Namespace) -> int:
     from mailticket import daemon
 
-    return daemon.run(common.load_config(args))
+    pid_file = Path(args.pid_file) if args.pid_file else None
+    return daemon.run(common.load_config(args), pid_file)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -315,8 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("serve", cmd_serve, "run the daemon")
-    add("run", cmd_serve, "run the daemon (alias of serve)")
+    for name in ("serve", "run"):
+        p = add(name, cmd_serve, "run the daemon" + (" (alias of serve)" if name == "run" else ""))
+        p.add_argument("--pid-file", metavar="PATH",
+                       help="write the daemon's PID here once it accepts mail (without systemd)")
     p = add("check-config", cmd_check_config, "validate the config; exit 2 on problems")
     p.add_argument("--connect", action="store_true",
                    help="also connect to the relay (EHLO, STARTTLS, AUTH), the database "
