@@ -12,6 +12,7 @@ Postfix is installed by ``scripts/install-test-deps.sh``.
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import shutil
 import smtplib
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+INSTALL_HINT = "bash scripts/install-test-deps.sh"
 MAIL_UID = pwd.getpwnam("nobody").pw_uid
 MAIL_GID = pwd.getpwnam("nobody").pw_gid
 
@@ -78,6 +80,10 @@ virtual_gid_maps = static:{gid}
 """
 
 
+class PostfixMissing(RuntimeError):
+    """Postfix is not installed; the message says how to install it."""
+
+
 def free_port() -> int:
     import socket
 
@@ -97,6 +103,9 @@ class PostfixServer:
 
     def __init__(self, settings: str, tables: Mapping[str, str], mailboxes: Sequence[str]) -> None:
         """``@CONF@`` in ``settings`` stands for this instance's config dir (where tables go)."""
+        if not os.access(POSTFIX, os.X_OK):
+            raise PostfixMissing("postfix is not installed; the deployment test needs a real "
+                                 f"Postfix 3.7. Install it with: {INSTALL_HINT}")
         self.root = Path(tempfile.mkdtemp(prefix="mt-postfix-"))
         self.root.chmod(0o755)  # the daemons run as 'postfix' and chdir here
         self.conf = self.root / "conf"
