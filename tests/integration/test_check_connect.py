@@ -188,3 +188,20 @@ address = "support@provider.example"
     code, lines, _ = run(write_config(tmp_path, db_url=sqlite_url, imap=imap("wrong")), capsys)
     assert code == 2
     assert lines[2].startswith(f"imap support ({USER}@127.0.0.1:{dovecot.port}): FAILED: ")
+
+
+def test_from_address_outside_the_support_addresses_is_a_warning_not_a_failure(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 15.6: replies and VERP bounces are built on from_address.
+    config = write_config(tmp_path, db_url=sqlite_url)
+    config.write_text(config.read_text().replace(
+        'support_addresses = ["support@provider.example"]',
+        'support_addresses = ["support@provider.example"]\nfrom_address = "noreply@provider.example"'))
+    code = main(["-c", str(config), "check-config"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out.strip() == f"{config}: ok"
+    [warning] = [line for line in err.splitlines() if "from_address" in line]
+    assert warning.startswith(f"warning: {config}:")
+    assert "'noreply@provider.example' is not one of mail.support_addresses" in warning
