@@ -91,8 +91,10 @@ def check_everything(config: Config, emit: Callable[[str], None]) -> int:
     failed = sum(check.error is not None for check in checks)
     for account in config.imap:
         error = check_login(account)
-        check = Check("imap", f"{account.name} ({account.user}@{account.host}:{account.port})",
-                      error, f"folder {account.folder}")
+        login = f"{account.user}@{account.host}:{account.port}"
+        check = Check("imap", account.name,
+                      None if error is None else f"{error} ({login})",
+                      f"{login}, folder {account.folder}")
         emit(check.line())
         failed += error is not None
     return failed

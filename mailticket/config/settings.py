@@ -78,7 +78,9 @@ class ListenerConfig:
     # Sessions open at once, in all and from one client IP; more are answered 421 and closed.
     max_connections: int = 100
     max_connections_per_ip: int = 10
-    # Peers (addresses or networks) that may use the reserved connections: our own MTA.
+    # Peers (addresses or networks) of our own MTA: not held to max_connections_per_ip
+    # (Postfix flushing a backlog opens its whole LMTP concurrency from one address),
+    # and they may use the reserved connections.
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
     # Slots of max_connections (and on top of max_connections_per_ip) that only
     # trusted peers may take, so idle strangers cannot lock our MTA out.

@@ -184,10 +184,11 @@ address = "support@provider.example"
 """
     code, lines, _ = run(write_config(tmp_path, db_url=sqlite_url, imap=imap(PASSWORD)), capsys)
     assert code == 0, lines
-    assert lines[2] == f"imap support ({USER}@127.0.0.1:{dovecot.port}): ok (folder INBOX)"
+    assert lines[2] == f"imap support: ok ({USER}@127.0.0.1:{dovecot.port}, folder INBOX)"
     code, lines, _ = run(write_config(tmp_path, db_url=sqlite_url, imap=imap("wrong")), capsys)
     assert code == 2
-    assert lines[2].startswith(f"imap support ({USER}@127.0.0.1:{dovecot.port}): FAILED: ")
+    assert lines[2].startswith("imap support: FAILED: ")
+    assert lines[2].endswith(f"({USER}@127.0.0.1:{dovecot.port})")
 
 
 def test_from_address_outside_the_support_addresses_is_a_warning_not_a_failure(
