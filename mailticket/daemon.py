@@ -185,12 +185,6 @@ async def serve(config: Config, pid_file: Path | None = None) -> None:
         log.info("metrics endpoint", extra={"host": config.daemon.metrics_host,
                                             "port": metrics_server.port})
     threads: list[threading.Thread] = []
-    workers = [
-        SpoolWorker(app, name=f"worker-{i + 1}", gate=gate, holder=recovery.holder)
-        for i in range(config.daemon.workers)
-    ]
-    for worker in workers:
-        threads.append(threading.Thread(target=worker.run, args=(stop_threads,), name=worker.name))
     drainer = OutboxDrainer(
         app.factory,
         config.relay,
@@ -203,6 +197,14 @@ async def serve(config: Config, pid_file: Path | None = None) -> None:
         gate=gate,
         holder=recovery.holder,
     )
+    # Each committed message wakes the drainer, so its acks leave at once.
+    workers = [
+        SpoolWorker(app, name=f"worker-{i + 1}", gate=gate, holder=recovery.holder,
+                    on_commit=drainer.wake)
+        for i in range(config.daemon.workers)
+    ]
+    for worker in workers:
+        threads.append(threading.Thread(target=worker.run, args=(stop_threads,), name=worker.name))
     threads.append(threading.Thread(target=drainer.run, args=(stop_threads,), name="relay"))
     threads.append(threading.Thread(target=recovery.run, args=(stop_threads,), name="recovery"))
     for thread in threads:
@@ -233,6 +235,7 @@ async def serve(config: Config, pid_file: Path | None = None) -> None:
     imap_stop.set()
     scheduler.shutdown()
     stop_threads.set()
+    drainer.wake()
     for thread in [*threads, *imap_threads]:
         await asyncio.to_thread(thread.join, 30)
     sent = await asyncio.to_thread(drainer.flush, 10.0)

@@ -45,6 +45,7 @@ CUSTOMER = "ivan@acme.example"
 GHOST = "ghost@acme.example"  # accepted by Postfix, refused by its next hop: a DSN
 ENGINEER = "anna@staff.example"
 BACKLOG = 20
+SAMPLES = 5
 
 def guide_block(name: str) -> str:
     """The fenced block after ``<!-- test:NAME -->`` in the guide."""
@@ -260,6 +261,15 @@ def scenario(stack: Stack) -> None:
     answer = read(answer_file)
     assert "Перезагрузите принтер" in answer.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
+    # More samples of the ack's way (Postfix's 250 → the customer's Maildir), one at a time.
+    ack_latencies = [ack_latency]
+    for n in range(SAMPLES - 1):
+        have = len(postfix.maildir(CUSTOMER))
+        accepted = postfix.send(CUSTOMER, [SUPPORT], customer_mail(f"sample {n}"))
+        wait_until(lambda have=have: len(postfix.maildir(CUSTOMER)) > have, timeout=20,
+                   interval=0.01)
+        ack_latencies.append(time.monotonic() - accepted)
+
     # 3. An address mailticket does not know is refused by Postfix at RCPT.
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
         postfix.send(CUSTOMER, [f"nobody@{DOMAIN}"], customer_mail("never"))
@@ -316,11 +326,12 @@ def scenario(stack: Stack) -> None:
     delivered = [line for line in lmtp_lines if "status=sent" in line]
     lmtp_processes = {re.search(r"postfix/lmtp\[(\d+)\]", line).group(1)  # type: ignore[union-attr]
                       for line in delivered}
-    # 1 + reply + ghost + the DSN to VERP + the backlog, each delivered once over LMTP.
-    assert len(delivered) == 4 + BACKLOG, "\n".join(lmtp_lines)
+    # The samples + reply + ghost + the DSN to VERP + the backlog, each once over LMTP.
+    assert len(delivered) == SAMPLES + 3 + BACKLOG, "\n".join(lmtp_lines)
 
-    print(f"\npostfix → ack in Maildir: {ack_latency * 1000:.0f} ms; "
+    print(f"\npostfix 250 → ack in the customer's Maildir, {SAMPLES} mails: median "
+          f"{statistics.median(ack_latencies) * 1000:.0f} ms, max {max(ack_latencies) * 1000:.0f} ms; "
           f"engineer reply → customer Maildir: {reply_latency * 1000:.0f} ms; "
           f"{BACKLOG} queued mails → {BACKLOG} tickets after flush: {backlog_seconds:.1f} s "
           f"({len(lmtp_processes)} Postfix LMTP processes delivered, none deferred with 421)")
-    assert statistics.fmean([ack_latency, reply_latency]) < 15
+    assert max([*ack_latencies, reply_latency]) < 15
