@@ -106,6 +106,9 @@ class PostfixServer:
         if not os.access(POSTFIX, os.X_OK):
             raise PostfixMissing("postfix is not installed; the deployment test needs a real "
                                  f"Postfix 3.7. Install it with: {INSTALL_HINT}")
+        if os.geteuid() != 0:
+            # The master runs its daemons as mail_owner and virtual delivers as nobody.
+            raise PostfixMissing("the Postfix deployment test must run as root (CI does)")
         self.root = Path(tempfile.mkdtemp(prefix="mt-postfix-"))
         self.root.chmod(0o755)  # the daemons run as 'postfix' and chdir here
         self.conf = self.root / "conf"
