@@ -10,7 +10,8 @@ one Postfix start and stop (about 3 s) is most of its cost:
 1. a customer's mail through Postfix → LMTP → a ticket → the ack relayed back
    through Postfix into the customer's Maildir (the latency is printed);
 2. the engineer's reply through Postfix reaches the customer;
-3. an unknown support address is refused at RCPT (no back-scatter);
+3. an unknown support address is refused at RCPT (no back-scatter), a mail
+   over ``max_message_size`` at MAIL;
 4. an undeliverable contact → Postfix's DSN → the VERP address → recorded;
 5. mailticket stopped while Postfix queues 20 mails → after the restart all
    20 tickets, none twice, and no delivery deferred with 421.
@@ -274,6 +275,12 @@ def scenario(stack: Stack) -> None:
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
         postfix.send(CUSTOMER, [f"nobody@{DOMAIN}"], customer_mail("never"))
     assert refused.value.recipients[f"nobody@{DOMAIN}"][0] == 550
+    # A mail over the listener's max_message_size is refused by Postfix already
+    # (SIZE at MAIL FROM), never accepted and bounced after mailticket's 552.
+    limit = int(setting(guide_toml, "max_message_size"))
+    with pytest.raises(smtplib.SMTPSenderRefused) as too_big:
+        postfix.send(CUSTOMER, [SUPPORT], customer_mail("big") + b"x" * limit)
+    assert too_big.value.smtp_code == 552
 
     # 4. A contact whose mailbox is gone: Postfix bounces the ack to its VERP address.
     postfix.send(GHOST, [SUPPORT], customer_mail("Письмо от уехавшего", sender=GHOST))
