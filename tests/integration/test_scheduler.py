@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from harness import Harness, as_message, body_text
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 from support import databases
 from support.configs import SECRET, make_config
 from support.mails import build
@@ -28,7 +29,7 @@ from mailticket.mail.addresses import make_reply_token, reply_address
 from mailticket.model import Contract, Priority
 from mailticket.runners.scheduler import Scheduler
 from mailticket.sla.clock import EventKind, Timer
-from mailticket.store.db import transaction
+from mailticket.store.db import make_sessionmaker, transaction
 from mailticket.store.schema import OutboxItem, SlaEvent, Ticket
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -354,21 +355,35 @@ def test_two_scanners_on_postgresql_send_each_event_once(tmp_path: Path) -> None
                                  locale="ru", created_at=now, updated_at=now,
                                  next_sla_check_at=now))
             later = now + timedelta(hours=5)  # all four thresholds of every ticket
-            barrier = threading.Barrier(2)
-            results: list[sla_scan.ScanResult] = []
+            # Scanner A is held at its first batch's commit, its two tickets locked,
+            # until scanner B has finished: B must skip the locked rows and take every
+            # other ticket, never queue behind A. A chosen point, not a race of threads.
+            holding, release = threading.Event(), threading.Event()
+            factory_a = make_sessionmaker(h.engine)
 
-            def run() -> None:
-                barrier.wait()
-                results.append(sla_scan.scan(h.factory, h.notifier, later, batch_size=2))
+            def hold(session: Session) -> None:
+                if not session.in_nested_transaction() and not holding.is_set():
+                    holding.set()
+                    release.wait(30)
 
-            threads = [threading.Thread(target=run) for _ in range(2)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(30)
+            event.listen(factory_a, "before_commit", hold)
+            results: dict[str, sla_scan.ScanResult] = {}
+            scanner_a = threading.Thread(target=lambda: results.update(
+                a=sla_scan.scan(factory_a, h.notifier, later, batch_size=2)))
+            scanner_a.start()
+            assert holding.wait(30)
+            scanner_b = threading.Thread(target=lambda: results.update(
+                b=sla_scan.scan(h.factory, h.notifier, later, batch_size=2)))
+            scanner_b.start()
+            scanner_b.join(20)
+            finished_while_a_held = not scanner_b.is_alive()
+            release.set()
+            scanner_a.join(30)
+            scanner_b.join(30)
             # SKIP LOCKED shares the tickets out instead of queueing one scanner behind the other.
-            assert sorted(r.tickets for r in results) == [6, 6]
-            assert sum(r.events for r in results) == 48
+            assert finished_while_a_held
+            assert (results["a"].tickets, results["b"].tickets) == (2, 10)
+            assert sum(r.events for r in results.values()) == 48
             with transaction(h.factory) as s:
                 assert s.scalar(select(func.count()).select_from(SlaEvent)) == 48
                 rows = s.execute(select(OutboxItem.ticket_id, OutboxItem.kind,
