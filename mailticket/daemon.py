@@ -88,6 +88,35 @@ class InstanceLock:
         self.handle.flush()
 
 
+class PidFile:
+    """``serve --pid-file``: our PID, for running without systemd.
+
+    Written by the daemon itself once it accepts mail (a PID taken from ``$!``
+    names whatever wrapper started it: ``sudo``, ``sh -c``, ``nohup``),
+    atomically, so a reader never sees half a number; removed on a clean stop
+    when it still names us. One left by ``kill -9`` is overwritten at the next start.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, self.path)
+        log.info("pid file written", extra={"path": str(self.path), "pid": os.getpid()})
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if int(self.path.read_text().strip()) == os.getpid():
+                self.path.unlink()
+
+
 def sd_notify(message: str) -> None:
     """Tell systemd about our state (no-op when not started by systemd)."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -106,7 +135,7 @@ def sd_notify(message: str) -> None:
             log.warning("sd_notify failed", extra={"error": str(exc), "message": message})
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, pid_file: Path | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
 
     lock = InstanceLock(config)
@@ -139,6 +168,7 @@ async def serve(config: Config) -> None:
             app.factory,
             config.mail.support_addresses,
             authenticator=authenticator,
+            hostname=listener.hostname or None,
             max_connections=listener.max_connections,
             max_connections_per_ip=listener.max_connections_per_ip,
             metrics=app.metrics,
@@ -155,12 +185,6 @@ async def serve(config: Config) -> None:
         log.info("metrics endpoint", extra={"host": config.daemon.metrics_host,
                                             "port": metrics_server.port})
     threads: list[threading.Thread] = []
-    workers = [
-        SpoolWorker(app, name=f"worker-{i + 1}", gate=gate, holder=recovery.holder)
-        for i in range(config.daemon.workers)
-    ]
-    for worker in workers:
-        threads.append(threading.Thread(target=worker.run, args=(stop_threads,), name=worker.name))
     drainer = OutboxDrainer(
         app.factory,
         config.relay,
@@ -173,6 +197,14 @@ async def serve(config: Config) -> None:
         gate=gate,
         holder=recovery.holder,
     )
+    # Each committed message wakes the drainer, so its acks leave at once.
+    workers = [
+        SpoolWorker(app, name=f"worker-{i + 1}", gate=gate, holder=recovery.holder,
+                    on_commit=drainer.wake)
+        for i in range(config.daemon.workers)
+    ]
+    for worker in workers:
+        threads.append(threading.Thread(target=worker.run, args=(stop_threads,), name=worker.name))
     threads.append(threading.Thread(target=drainer.run, args=(stop_threads,), name="relay"))
     threads.append(threading.Thread(target=recovery.run, args=(stop_threads,), name="recovery"))
     for thread in threads:
@@ -185,6 +217,8 @@ async def serve(config: Config) -> None:
     scheduler = Scheduler(app)
     scheduler.start()
     reloader.scheduler = scheduler
+    pid = PidFile(pid_file)
+    pid.write()
     sd_notify("READY=1\nSTATUS=accepting mail")
     log.info("mailticket ready", extra={"instance": config.daemon.instance_id,
                                         "workers": len(workers), "imap_accounts": len(config.imap)})
@@ -201,6 +235,7 @@ async def serve(config: Config) -> None:
     imap_stop.set()
     scheduler.shutdown()
     stop_threads.set()
+    drainer.wake()
     for thread in [*threads, *imap_threads]:
         await asyncio.to_thread(thread.join, 30)
     sent = await asyncio.to_thread(drainer.flush, 10.0)
@@ -209,6 +244,7 @@ async def serve(config: Config) -> None:
         await asyncio.to_thread(recovery.stop)
     if metrics_server is not None:
         metrics_server.close()
+    pid.remove()
     log.info("stopped", extra={"outbox_flushed": sent})
     app.engine.dispose()
 
@@ -290,11 +326,11 @@ class Watchdog:
         sd_notify("WATCHDOG=1")
 
 
-def run(config: Config) -> int:
+def run(config: Config, pid_file: Path | None = None) -> int:
     """Entry point for ``mailticket serve``."""
     logsetup.setup(config.daemon.log_level, config.daemon.log_format)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, pid_file))
     except SchemaError:
         raise
     return 0

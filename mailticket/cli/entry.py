@@ -39,7 +39,8 @@ DEFAULT_CONFIG = "config.example.toml"
 def cmd_serve(args: argparse.Namespace) -> int:
     from mailticket import daemon
 
-    return daemon.run(common.load_config(args))
+    pid_file = Path(args.pid_file) if args.pid_file else None
+    return daemon.run(common.load_config(args), pid_file)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -52,14 +53,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for warning in cfg.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.connect:
-        from mailticket.intake.imap import check_login
+        from mailticket.cli.connect import check_everything
 
-        failed = 0
-        for account in cfg.imap:
-            error = check_login(account)
-            print(f"imap {account.name}: {'ok' if error is None else 'FAILED: ' + error}")
-            failed += error is not None
+        failed = check_everything(cfg, print)
         if failed:
+            print(f"{failed} connection check(s) failed for {args.config}", file=sys.stderr)
             return 2
     print(f"{args.config}: ok")
     return 0
@@ -323,10 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("serve", cmd_serve, "run the daemon")
-    add("run", cmd_serve, "run the daemon (alias of serve)")
+    for name in ("serve", "run"):
+        p = add(name, cmd_serve, "run the daemon" + (" (alias of serve)" if name == "run" else ""))
+        p.add_argument("--pid-file", metavar="PATH",
+                       help="write the daemon's PID here once it accepts mail (without systemd)")
     p = add("check-config", cmd_check_config, "validate the config; exit 2 on problems")
-    p.add_argument("--connect", action="store_true", help="also try to log in to IMAP accounts")
+    p.add_argument("--connect", action="store_true",
+                   help="also connect to the relay (EHLO, STARTTLS, AUTH), the database "
+                   "(schema version) and every IMAP account")
     p = add("status", cmd_status, "queue depths, oldest item, outbox failures")
     p.add_argument("--json", action="store_true")
     p = add("backup", cmd_backup, "consistent copy of the live SQLite database (PostgreSQL: pg_dump)")

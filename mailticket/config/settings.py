@@ -69,13 +69,18 @@ class ListenerConfig:
     host: str = "127.0.0.1"
     port: int = 2525
     protocol: str = "smtp"  # "smtp" or "lmtp"
+    # The name in the 220 greeting and the EHLO/LHLO reply; empty: the host's FQDN
+    # (which is often just "localhost" in a container).
+    hostname: str = ""
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 20
     timeout: int = 60
     # Sessions open at once, in all and from one client IP; more are answered 421 and closed.
     max_connections: int = 100
     max_connections_per_ip: int = 10
-    # Peers (addresses or networks) that may use the reserved connections: our own MTA.
+    # Peers (addresses or networks) of our own MTA: not held to max_connections_per_ip
+    # (Postfix flushing a backlog opens its whole LMTP concurrency from one address),
+    # and they may use the reserved connections.
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
     # Slots of max_connections (and on top of max_connections_per_ip) that only
     # trusted peers may take, so idle strangers cannot lock our MTA out.
@@ -111,6 +116,9 @@ class MailConfig:
     """Our own addresses and how the mail we send looks."""
 
     support_addresses: tuple[str, ...] = ("support@example.com",)
+    # From of our mail, the base of every Reply-To token address and of the VERP
+    # envelope sender; empty: the first support address (see ``sender_address``).
+    from_address: str = ""
     from_name: str = "Support"
     message_id_domain: str = "mailticket.local"
     ticket_prefix: str = "MT"
@@ -143,6 +151,15 @@ class MailConfig:
     reopen_window_days: int = 14
     # A customer reply whose first line is one of these closes the ticket.
     close_phrases: tuple[str, ...] = ("#close", "#закрыть")
+
+    @property
+    def sender_address(self) -> str:
+        """The address our mail comes from, replies go to and bounces return to.
+
+        Explicit, so that reordering ``support_addresses`` (say, listing an
+        IMAP account's address first) cannot change all three at once.
+        """
+        return self.from_address or self.support_addresses[0]
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,12 @@ def _read_config(p: Problems, data: dict[str, Any], path: Path, today: date) -> 
     listeners = _read_listeners(p, data.get("listeners"), base)
     calendars = read_calendars(p, tables["calendars"])
     warnings = Problems(p.file, p.locator)
+    if mail.from_address and mail.from_address not in mail.support_addresses:
+        warnings.add(
+            ("mail", "from_address"),
+            f"{mail.from_address!r} is not one of mail.support_addresses: replies to our mail "
+            "and bounces to its VERP sender are built on it and would be refused at RCPT",
+        )
     calendar_warnings(warnings, calendars, today)
     plans = read_plans(p, tables["sla_plans"], set(tables["calendars"]))
     engineers, engineer_ids = read_engineers(p, data.get("engineers"), mail, set(tables["calendars"]))
@@ -245,6 +251,10 @@ def _read_listeners(p: Problems, raw: object, base: Path) -> tuple[ListenerConfi
         values, _ = read_fields(p, table, path, ListenerConfig)
         check_choice(p, values, path, "protocol", ("smtp", "lmtp"))
         check_port(p, values, path)
+        if values.get("hostname"):
+            problem = domain_problem(values["hostname"])
+            if problem:
+                p.add((*path, "hostname"), problem)
         for key in (
             "max_message_size",
             "max_recipients",
@@ -348,6 +358,10 @@ def _read_mail(p: Problems, table: dict[str, Any]) -> MailConfig:
         values["admin_addresses"] = read_addresses(
             p, values["admin_addresses"], (*path, "admin_addresses")
         )
+    if values.get("from_address"):
+        [address] = read_addresses(p, [values["from_address"]], (*path, "from_address"),
+                                   plus=False) or [""]
+        values["from_address"] = address
     if "from_name" in values and ("\r" in values["from_name"] or "\n" in values["from_name"]):
         p.add((*path, "from_name"), "must not contain line breaks")
     if "message_id_domain" in values:

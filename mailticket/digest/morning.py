@@ -136,7 +136,7 @@ def context(session: Session, config: Config, engineer: Engineer, now: datetime,
         "at_risk": sum(1 for i in items if i["overdue"] or i["at_risk"]),
         "waiting": row_mod.rows(session, config, waiting, engineer.address, now, timezone),
         "waiting_days": config.digest.waiting_days,
-        "support_address": config.mail.support_addresses[0],
+        "support_address": config.mail.sender_address,
     }
 
 

@@ -57,7 +57,7 @@ def reply_link(config: Config, ticket: Ticket, reader: str, now: datetime) -> st
     """``mailto:`` the reader's own reply address for the ticket, with the tagged subject."""
     token = addresses.make_reply_token(config.mail.reply_token_secret, ticket.id, reader,
                                        now.date())
-    address = addresses.reply_address(config.mail.support_addresses[0], token)
+    address = addresses.reply_address(config.mail.sender_address, token)
     tag = ref_of(ticket, config.mail.ticket_prefix).tag
     return f"mailto:{address}?subject={quote(f'Re: {tag} {ticket.subject}')}"
 

@@ -127,10 +127,13 @@ def is_trusted(ip: str, networks: tuple[Network, ...]) -> bool:
 class ConnectionLimiter:
     """Counts open sessions in total and per peer IP; used from the event loop thread only.
 
-    ``reserve`` slots of each cap are kept for trusted peers: a stranger is
-    refused once ``max_total - reserve`` sessions are open (or ``max_per_ip``
-    from its IP), a trusted peer only at ``max_total`` (or ``max_per_ip +
-    reserve``). Without trusted networks there is nobody to keep them for.
+    The per-IP cap is for strangers: a trusted peer (our own MTA, which opens
+    up to its LMTP concurrency, Postfix's 20, from one address while it
+    flushes a backlog) is never held to it, or it would be told 421 and wait
+    out its retry backoff. The total cap applies to everybody. ``reserve``
+    slots of it are kept for trusted peers: a stranger is refused once
+    ``max_total - reserve`` sessions are open, a trusted peer only at
+    ``max_total``. Without trusted networks there is nobody to keep them for.
     """
 
     def __init__(
@@ -155,10 +158,11 @@ class ConnectionLimiter:
 
     def acquire(self, ip: str) -> str | None:
         """Take a slot for ``ip``; returns None, or the reason it was refused."""
-        extra = self.reserve if is_trusted(ip, self.trusted) else 0
+        trusted = is_trusted(ip, self.trusted)
+        extra = self.reserve if trusted else 0
         if self.total >= self.max_total - self.reserve + extra:
             return "too many connections in total"
-        if self._per_ip[ip] >= self.max_per_ip + extra:
+        if not trusted and self._per_ip[ip] >= self.max_per_ip:
             return "too many connections from this IP"
         self._per_ip[ip] += 1
         return None

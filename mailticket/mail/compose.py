@@ -300,6 +300,11 @@ def compose(
         msg.add_attachment(
             data, maintype=maintype, subtype=subtype, filename=_safe_filename(filename)
         )
+    # The stdlib builds each added part as an EmailMessage, whose set_content adds
+    # MIME-Version to it; RFC 2045 wants it only at the top (issue 15.8).
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]
     return msg
 
 

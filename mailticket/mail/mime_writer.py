@@ -172,15 +172,13 @@ def encode_text(text: str) -> tuple[str, str]:
     return "quoted-printable", quoprimime.body_encode(normal.decode("latin-1"), WIDTH)
 
 
-def _text_part(text: str, subtype: str, extra: str = "") -> tuple[list[str], str]:
+def _text_part(text: str, subtype: str) -> tuple[list[str], str]:
     """Header lines and body of one ``text/*`` part."""
     cte, body = encode_text(text)
     headers = [
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n',
         f"Content-Transfer-Encoding: {cte}\r\n",
     ]
-    if extra:
-        headers.append(extra)
     return headers, _NEWLINES.sub("\r\n", body)
 
 
@@ -208,7 +206,7 @@ def write(fields: Sequence[tuple[str, str]], text: str, html: str | None) -> byt
         top_names += ["MIME-Version", "Content-Type", "Content-Transfer-Encoding"]
     else:
         plain_headers, plain = _text_part(text, "plain")
-        html_headers, html_body = _text_part(html, "html", "MIME-Version: 1.0\r\n")
+        html_headers, html_body = _text_part(html, "html")
         boundary = _boundary((plain, html_body))
         out = (
             top + "MIME-Version: 1.0\r\n"

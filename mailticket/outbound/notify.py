@@ -39,7 +39,8 @@ class Notifier:
 
     @property
     def support_address(self) -> str:
-        return self.config.mail.support_addresses[0]
+        """From, the base of Reply-To token addresses and of the VERP sender (``mail.from_address``)."""
+        return self.config.mail.sender_address
 
     @property
     def domain(self) -> str:

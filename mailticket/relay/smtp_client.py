@@ -112,7 +112,9 @@ def write_maildir(maildir: Path, item: Outgoing, now: datetime) -> Path:
     return new_path
 
 
-def _connect(relay: RelayConfig, context: ssl.SSLContext, helo_name: str | None) -> smtplib.SMTP:
+def connect_session(
+    relay: RelayConfig, context: ssl.SSLContext, helo_name: str | None
+) -> smtplib.SMTP:
     """Open a session ready for MAIL FROM: greeting, EHLO, STARTTLS, AUTH."""
     smtp: smtplib.SMTP
     if relay.tls == "implicit":
@@ -188,7 +190,7 @@ def send_smtp(
     """Send one mail through the relay; smtplib, socket and ssl errors become DeliveryErrors."""
     where = f"relay {relay.host}:{relay.port}"
     try:
-        smtp = _connect(relay, context, helo_name)
+        smtp = connect_session(relay, context, helo_name)
     except (smtplib.SMTPException, OSError) as exc:
         # Connect, greeting, STARTTLS, AUTH or verification: the link, not this mail.
         raise TemporaryDeliveryError(f"{where}: {exc.__class__.__name__}: {exc}") from exc

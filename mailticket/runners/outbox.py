@@ -120,6 +120,9 @@ class OutboxDrainer:
         self._lease = lease_seconds or max(300.0, 20 * relay.timeout)
         self._metrics = metrics
         self._gate = gate
+        # Set by wake(): a worker committed mail, so an idle drainer looks at once
+        # instead of after its idle sleep (a mail's way out is then tens of ms, not 0.5 s).
+        self._wake = threading.Event()
         self._holder = holder
         self._stats = DrainerStats()
         self._stats_lock = threading.Lock()
@@ -144,11 +147,22 @@ class OutboxDrainer:
         deadline = time.monotonic() + deadline_seconds
         return self._drain(lambda: time.monotonic() >= deadline)
 
+    def wake(self) -> None:
+        """New outbox rows are committed: an idle :meth:`run` drains now (any thread may call)."""
+        self._wake.set()
+
     def run(self, stop: threading.Event, idle_sleep: float = 0.5) -> None:
-        """Drain until ``stop`` is set; never raises, whatever the database or relay do."""
+        """Drain until ``stop`` is set; never raises, whatever the database or relay do.
+
+        When idle it waits ``idle_sleep`` or until :meth:`wake` (rows queued by
+        another instance are found by the next look); call :meth:`wake` after
+        setting ``stop`` to end the wait at once.
+        """
         _log.info("outbox drainer started", extra={"relay": self._relay.host or "maildir"})
         errors = 0
         while not stop.is_set():
+            # Cleared before looking: a wake() during the look is kept for the wait below.
+            self._wake.clear()
             try:
                 handled = self._drain(stop.is_set)
                 errors = 0
@@ -161,7 +175,7 @@ class OutboxDrainer:
                 stop.wait(min(30.0, idle_sleep * 2**errors))
                 continue
             if handled == 0:
-                stop.wait(idle_sleep)
+                self._wake.wait(idle_sleep)
         _log.info("outbox drainer stopped")
 
     def _drain(self, should_stop: Callable[[], bool]) -> int:

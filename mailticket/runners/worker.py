@@ -92,11 +92,14 @@ class SpoolWorker:
         name: str = "worker-1",
         gate: Gate = open_gate,
         holder: str | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         """``app`` is read once per message and replaced whole on reload (``mailticket.app``);
         ``gate`` holds the worker at its named points, for crash tests (``runners.gates``);
-        ``holder`` names this process on its claims (``runners.recovery``)."""
+        ``holder`` names this process on its claims (``runners.recovery``);
+        ``on_commit`` runs after each message's commit (the outbox drainer's wake-up)."""
         self.app = app
+        self.on_commit = on_commit
         self.holder = holder
         self.factory = app.factory
         self.clock = clock
@@ -163,6 +166,8 @@ class SpoolWorker:
                     following = self._claim(session)
             self._held = following  # committed with this message, so it is ours
             self.gate("worker.after_commit")
+            if self.on_commit is not None:
+                self.on_commit()
             self.processed += 1
             if self.metrics is not None:
                 self.metrics.observe_processed(outcome.disposition.state, outcome.disposition.code,

@@ -575,3 +575,31 @@ def test_two_drainers_never_send_a_row_twice(db_url: str, clock: Clock, sink: Sm
         assert {(r.state, r.attempts) for r in rows} == {(QueueState.DONE, 1)}
     finally:
         engine.dispose()
+
+
+def test_wake_sends_new_mail_at_once_instead_of_after_the_idle_sleep(
+    factory: sessionmaker[Session], clock: Clock, sink: SmtpSink
+) -> None:
+    # Issue 15.9: the ack's way out through Postfix took 0.5 s, the drainer's idle sleep.
+    looked = threading.Event()
+
+    def gate(point: str) -> None:
+        if point == "outbox.before_claim":
+            looked.set()
+
+    drainer = OutboxDrainer(factory, relay_to(sink), clock=clock, gate=gate)
+    stop = threading.Event()
+    worker = threading.Thread(target=drainer.run, args=(stop,), kwargs={"idle_sleep": 60.0})
+    worker.start()
+    try:
+        # The drainer has looked at the empty outbox and sleeps for a minute.
+        assert looked.wait(5)
+        _, message_id, _ = add_row(factory, clock)
+        drainer.wake()
+        [got] = sink.wait_for(1, timeout=5)
+        assert got.message["Message-ID"] == message_id
+    finally:
+        stop.set()
+        drainer.wake()
+        worker.join(5)
+    assert not worker.is_alive()

@@ -600,6 +600,55 @@ def test_the_reserve_keeps_slots_for_trusted_peers_when_strangers_fill_the_rest(
             client.close()
 
 
+def test_trusted_mta_is_not_held_to_the_per_ip_cap_but_the_total_cap_holds(
+    store: Store, listen: Callable[..., int], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 15.4: Postfix flushing a backlog opens up to 20 LMTP connections from
+    # 127.0.0.1; a per-IP cap of 10 answered half of them 421 (300 s backoff).
+    port = listen(protocol="lmtp", max_connections=31, max_connections_per_ip=10,
+                  trusted_peers=("127.0.0.1/32",), reserved_connections=0)
+    caplog.set_level(logging.INFO, logger="mailticket.smtp")
+    mta: list[RawClient] = []
+    strangers: list[RawClient] = []
+    try:
+        for _ in range(20):
+            mta.append(RawClient(port, source_ip="127.0.0.1"))
+            assert mta[-1].reply()[0] == GREETING
+        # A stranger still has the per-IP cap of 10.
+        for _ in range(10):
+            strangers.append(RawClient(port, source_ip="127.0.0.2"))
+            assert strangers[-1].reply()[0] == GREETING
+        refused = RawClient(port, source_ip="127.0.0.2")
+        assert refused.reply()[0] == TOO_MANY_CONNECTIONS
+        refused.close()
+        # The MTA takes the last slot; at 31 open the total cap holds for it too.
+        mta.append(RawClient(port, source_ip="127.0.0.1"))
+        assert mta[-1].reply()[0] == GREETING
+        refused = RawClient(port, source_ip="127.0.0.1")
+        assert refused.reply()[0] == TOO_MANY_CONNECTIONS
+        refused.close()
+        # Every one of the MTA's 21 sessions delivers.
+        for n, client in enumerate(mta):
+            for line in (b"LHLO mx.example\r\n", f"MAIL FROM:<{SENDER}>\r\n".encode(),
+                         f"RCPT TO:<{SUPPORT[0]}>\r\n".encode()):
+                client.send(line)
+                assert client.reply()[0] == OK
+            client.send(b"DATA\r\n")
+            assert client.reply()[0] == START_INPUT
+            client.send(message(f"backlog {n}") + b".\r\n")
+            assert client.reply()[0] == OK
+    finally:
+        for client in mta + strangers:
+            client.close()
+    assert len(store.rows()) == 21
+    reasons = [
+        r.reason  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "smtp refusal" and r.code == "421"  # type: ignore[attr-defined]
+    ]
+    assert reasons == ["too many connections from this IP", "too many connections in total"]
+
+
 # --- LMTP ----------------------------------------------------------------------
 
 

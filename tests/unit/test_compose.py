@@ -322,6 +322,19 @@ def test_text_and_html_make_an_alternative() -> None:
     assert html.get_content() == "<p>Привет, мир</p>\r\n"
 
 
+@pytest.mark.parametrize("attachments", [(), (("a.pdf", "application/pdf", b"%PDF-1.4"),)])
+def test_mime_version_only_at_the_top(attachments: tuple[tuple[str, str, bytes], ...]) -> None:
+    # Issue 15.8: the HTML part (and each attachment) carried its own MIME-Version.
+    for raw in (to_bytes(compose(**kwargs(html="<p>hi</p>", attachments=attachments))),
+                compose_bytes(**kwargs(html="<p>hi</p>", attachments=attachments))):
+        assert raw.count(b"MIME-Version:") == 1
+        msg = email.message_from_bytes(raw, policy=policy.compat32)
+        assert msg["MIME-Version"] == "1.0"
+        inner = [part for part in msg.walk() if part is not msg]
+        assert len(inner) >= 2
+        assert all("MIME-Version" not in part for part in inner)
+
+
 def test_attachments_keep_cyrillic_names_and_lose_paths() -> None:
     raw = to_bytes(compose(**kwargs(
         html="<p>hi</p>",

@@ -873,3 +873,54 @@ relay_alert_minutes = 0
     cfg = config.load(write(tmp_path, '[mail]\nadmin_digest_minutes = 15\n'), today=TODAY)
     assert (cfg.mail.admin_digest_minutes, cfg.mail.relay_alert_minutes) == (15, 30)
     assert config.load(EXAMPLE, today=TODAY).mail.admin_digest_minutes == 60
+
+
+# --- issue 15: mail.from_address and the greeting hostname ---------------------
+
+
+def test_from_address_defaults_to_the_first_support_address(tmp_path: Path) -> None:
+    path = write(tmp_path, '[mail]\nsupport_addresses = ["help@a.example", "desk@b.example"]\n')
+    cfg = config.load(path, today=TODAY)
+    assert cfg.mail.from_address == ""
+    assert cfg.mail.sender_address == "help@a.example"
+    assert cfg.warnings == ()
+
+
+def test_from_address_set_explicitly_wins_over_the_order_of_support_addresses(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '[mail]\nsupport_addresses = ["imap@a.example", "desk@b.example"]\n'
+                           'from_address = "Desk@B.example"\n')
+    cfg = config.load(path, today=TODAY)
+    assert cfg.mail.sender_address == "desk@b.example"
+    assert cfg.warnings == ()
+
+
+def test_from_address_outside_the_support_addresses_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, '[mail]\nsupport_addresses = ["help@a.example"]\n'
+                           'from_address = "noreply@a.example"\n')
+    cfg = config.load(path, today=TODAY)
+    assert cfg.mail.sender_address == "noreply@a.example"
+    [warning] = [str(w).replace(str(tmp_path), "DIR") for w in cfg.warnings]
+    assert warning.startswith("DIR/mt.toml:3: mail.from_address: 'noreply@a.example' is not one "
+                              "of mail.support_addresses")
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ('"not an address"', "invalid address 'not an address'"),
+    ('"help+x@a.example"', "must not contain '+'"),
+])
+def test_bad_from_address_is_a_problem(tmp_path: Path, value: str, reason: str) -> None:
+    path = write(tmp_path, f'[mail]\nfrom_address = {value}\n')
+    [problem] = problems(path)
+    assert problem.startswith("DIR/mt.toml:2: mail.from_address")
+    assert reason in problem
+
+
+def test_listener_greeting_hostname(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[listeners]]\nhostname = "mx.provider.example"\n')
+    [listener] = config.load(path, today=TODAY).listeners
+    assert listener.hostname == "mx.provider.example"
+    bad = write(tmp_path, '[[listeners]]\nhostname = "mx provider"\n', name="bad.toml")
+    [problem] = problems(bad)
+    assert problem.startswith("DIR/bad.toml:2: listeners[0].hostname: invalid domain")
