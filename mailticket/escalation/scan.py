@@ -36,6 +36,7 @@ from mailticket.model import Calendar, Priority
 from mailticket.outbound.notify import Notifier
 from mailticket.sla.business_hours import is_working_time, next_working_time
 from mailticket.sla.clock import SlaEventDue
+from mailticket.sla.record_row import RecordFacts
 from mailticket.store.db import transaction
 from mailticket.store.schema import Ticket
 from mailticket.tickets import sla_record
@@ -69,10 +70,10 @@ def may_send(ticket: Ticket, calendar: Calendar | None, event: SlaEventDue, now:
 
 def record(
     session: Session, ticket_id: int, event: SlaEventDue, now: datetime,
-    entry: sla_record.Entry | None = None,
+    entry: RecordFacts | None = None,
 ) -> bool:
     """Append the event to the SLA record; False if someone recorded it first."""
-    entry = entry or sla_record.Entry(timer=str(event.timer), kind=str(event.kind),
+    entry = entry or RecordFacts(timer=str(event.timer), kind=str(event.kind),
                                       deadline=event.deadline, due_at=event.due_at)
     return sla_record.append(session, ticket_id, entry, now)
 

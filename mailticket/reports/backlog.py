@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session
 from mailticket.config import Config
 from mailticket.model import ArticleKind, Priority, SlaPlan, Status
 from mailticket.reports import sla_month
-from mailticket.reports.record import outcome_rows, record_row
-from mailticket.reports.sla_month import RecordRow, RunningFact
+from mailticket.reports.record import outcome_rows
+from mailticket.reports.sla_month import RunningFact
 from mailticket.sla.clock import TicketClock, deadlines
+from mailticket.sla.record_row import RecordedRow
 from mailticket.store.schema import Article, AuditEvent, SlaEvent, Ticket
 from mailticket.tickets import sla_stamp
+from mailticket.tickets.sla_record import recorded_row
 
 _DONE = (Status.RESOLVED.value, Status.CLOSED.value)
 _CHUNK = 500
@@ -113,7 +115,7 @@ def running_at(
     ids = [t.id for t in tickets]
     changes: dict[int, list[tuple[datetime, str, dict[str, Any]]]] = defaultdict(list)
     articles: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
-    outcomes: dict[sla_month.InstanceKey, list[RecordRow]] = defaultdict(list)
+    outcomes: dict[sla_month.InstanceKey, list[RecordedRow]] = defaultdict(list)
     for chunk in _chunks(ids):
         for ticket_id, at, action, detail in session.execute(
             select(AuditEvent.ticket_id, AuditEvent.at, AuditEvent.action, AuditEvent.detail)
@@ -132,7 +134,7 @@ def running_at(
         if cutoff is not None:
             query = query.where(SlaEvent.id <= cutoff)
         for event in session.scalars(query):
-            row = record_row(event)
+            row = recorded_row(event)
             outcomes[sla_month.instance_key(row)].append(row)
     # Decided before the instant: breached (due passed and recorded), met or stopped by then.
     decided = {key for key, rows in outcomes.items()

@@ -35,10 +35,11 @@ from mailticket.model import Contract, SlaPlan
 from mailticket.reports import backlog, sla_month, usage
 from mailticket.reports import volume as report_volume
 from mailticket.reports.record import record_rows
-from mailticket.reports.sla_month import Facts, MonthView, RecordRow, RunningFact
+from mailticket.reports.sla_month import Facts, MonthView, RunningFact
 from mailticket.reports.usage import Satisfaction, Services
 from mailticket.reports.volume import Volume
 from mailticket.sla.business_hours import business_minutes_between
+from mailticket.sla.record_row import RecordedRow
 from mailticket.store.schema import SlaEvent, SlaMonthClose, Ticket
 
 SNAPSHOT_VERSION = 1
@@ -98,7 +99,7 @@ def _targets(plan: SlaPlan | None) -> dict[str, dict[str, tuple[int, str]]]:
 
 def gather(
     session: Session, config: Config, contract: Contract, span: tuple[datetime, datetime],
-    as_of: datetime, rows: Sequence[RecordRow], cutoff: int | None, backlog_start: int | None,
+    as_of: datetime, rows: Sequence[RecordedRow], cutoff: int | None, backlog_start: int | None,
 ) -> MonthInputs:
     """The month's inputs as of ``as_of`` (its end, or now while it runs); no overdue yet.
 

@@ -13,19 +13,9 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from mailticket.reports import sla_month
-from mailticket.reports.sla_month import RecordRow
+from mailticket.sla.record_row import RecordedRow
 from mailticket.store.schema import SlaEvent, Ticket
-
-
-def record_row(event: SlaEvent) -> RecordRow:
-    """One ``sla_events`` row as the value the report computes with."""
-    return RecordRow(
-        id=event.id, ticket_id=event.ticket_id, timer=event.timer, kind=event.kind,
-        deadline=event.deadline, created_at=event.created_at, priority=event.priority,
-        period=event.period, due_at=event.due_at, target_minutes=event.target_minutes,
-        used_minutes=event.used_minutes, overdue_minutes=event.overdue_minutes,
-        calendar=event.calendar, notified=event.notified, reason=event.reason,
-    )
+from mailticket.tickets.sla_record import recorded_row
 
 
 def outcome_rows() -> Select[SlaEvent]:
@@ -36,7 +26,7 @@ def outcome_rows() -> Select[SlaEvent]:
 
 def record_rows(
     session: Session, contract_id: str, start: datetime, end: datetime, cutoff: int | None
-) -> list[RecordRow]:
+) -> list[RecordedRow]:
     """Every outcome row of the contract's tickets that have one dated or recorded in the month.
 
     All of such a ticket's rows are read (up to ``cutoff``), because an instance
@@ -49,4 +39,4 @@ def record_rows(
     query = outcome_rows().where(SlaEvent.ticket_id.in_(candidates))
     if cutoff is not None:
         query = query.where(SlaEvent.id <= cutoff)
-    return [record_row(e) for e in session.scalars(query.order_by(SlaEvent.id))]
+    return [recorded_row(e) for e in session.scalars(query.order_by(SlaEvent.id))]

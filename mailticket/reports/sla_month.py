@@ -32,6 +32,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from mailticket.model import Priority
+from mailticket.sla.record_row import RecordedRow
 
 FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION = "first_response", "next_response", "resolution"
 # The order of the report's rows: what the customer waits for first comes first.
@@ -41,27 +42,6 @@ BREACH, MET, STOPPED = "breach", "met", "stopped"
 OUTCOME_KINDS = (BREACH, MET, STOPPED)
 
 InstanceKey = tuple[int, str, int, datetime | None]
-
-
-@dataclass(frozen=True)
-class RecordRow:
-    """The facts of one ``sla_events`` row that the report reads."""
-
-    id: int
-    ticket_id: int
-    timer: str
-    kind: str
-    deadline: datetime
-    created_at: datetime
-    priority: str | None = None
-    period: int = 0
-    due_at: datetime | None = None
-    target_minutes: int | None = None
-    used_minutes: int | None = None
-    overdue_minutes: int | None = None
-    calendar: str | None = None
-    notified: bool = True
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,7 +121,7 @@ def month_of(instant: datetime, timezone: str) -> str:
     return f"{instant.astimezone(ZoneInfo(timezone)):%Y-%m}"
 
 
-def instance_key(row: RecordRow) -> InstanceKey:
+def instance_key(row: RecordedRow) -> InstanceKey:
     """Which timer instance a row belongs to (see the module docstring)."""
     if row.timer == NEXT_RESPONSE:
         # Rows written before 0008 have no due_at: a breach's threshold is its due time.
@@ -160,17 +140,17 @@ def key_text(key: InstanceKey) -> str:
 class Decision:
     """The row that decides an instance, the outcome, and the decisive instant."""
 
-    row: RecordRow
+    row: RecordedRow
     outcome: str
     instant: datetime
 
 
-def _late_met(row: RecordRow) -> bool:
+def _late_met(row: RecordedRow) -> bool:
     """A met row after its due time: a breach even if the scan has not recorded it (yet)."""
     return row.kind == MET and row.due_at is not None and row.deadline > row.due_at
 
 
-def decisive(rows: Iterable[RecordRow], bound: int | None = None) -> Decision | None:
+def decisive(rows: Iterable[RecordedRow], bound: int | None = None) -> Decision | None:
     """What decides an instance among its rows with ``id <= bound``.
 
     The earliest breach — a ``breach`` row at its threshold, or a ``met`` row after
@@ -192,7 +172,7 @@ def decisive(rows: Iterable[RecordRow], bound: int | None = None) -> Decision | 
 
 
 def _claims(
-    rows: Sequence[RecordRow], month: str, bound: int | None, closed: Mapping[str, int],
+    rows: Sequence[RecordedRow], month: str, bound: int | None, closed: Mapping[str, int],
     timezone: str,
 ) -> str | None:
     """Whether ``month`` (seeing rows up to ``bound``) claims the instance of ``rows``.
@@ -213,7 +193,7 @@ def _claims(
 
 
 def counted(
-    rows: Iterable[RecordRow], month: str, facts: Facts, earlier: Sequence[MonthView],
+    rows: Iterable[RecordedRow], month: str, facts: Facts, earlier: Sequence[MonthView],
 ) -> list[Instance]:
     """The instances ``month`` counts, from its rows and the closes made before its own.
 
@@ -222,7 +202,7 @@ def counted(
     month in progress).
     """
     closed = {view.month: view.last_event_id for view in earlier}
-    by_instance: dict[InstanceKey, list[RecordRow]] = defaultdict(list)
+    by_instance: dict[InstanceKey, list[RecordedRow]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: r.id):
         if row.timer in TIMERS and row.kind in OUTCOME_KINDS:
             by_instance[instance_key(row)].append(row)
@@ -239,7 +219,7 @@ def counted(
 
 
 def _instance(
-    key: InstanceKey, rows: Sequence[RecordRow], facts: Facts, late: str | None
+    key: InstanceKey, rows: Sequence[RecordedRow], facts: Facts, late: str | None
 ) -> Instance:
     found = decisive(rows)
     assert found is not None

@@ -8,7 +8,6 @@ reminder come at 08:35?" is answered by the intervals that were counted.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,6 +21,7 @@ from mailticket.sla.clock import (
     active_intervals,
     evaluate,
 )
+from mailticket.sla.record_row import RecordedRow
 
 _MINUTE = timedelta(minutes=1)
 
@@ -71,27 +71,6 @@ def show_time(t: datetime | None, zone: ZoneInfo, missing: str = "—") -> str:
     return local.strftime(f"%Y-%m-%d %a %H:%M{seconds} %Z")
 
 
-@dataclass(frozen=True)
-class RecordedEvent:
-    """One row of the SLA record as ``sla show`` prints it (see ``tickets.sla_record``)."""
-
-    timer: str
-    kind: str
-    deadline: datetime
-    created_at: datetime
-    due_at: datetime | None = None
-    overdue_minutes: int | None = None
-    used_minutes: int | None = None
-    priority: str | None = None
-    reason: str = ""
-    notified: bool = True
-    recipients: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> tuple[str, str, datetime]:
-        return (self.timer, self.kind, self.deadline)
-
-
 _RULE_TEXT = {
     PriorityChangeRule.FROM_START: "a new priority's targets count from the ticket's start",
     PriorityChangeRule.FROM_CHANGE: "a new priority's targets count from the change",
@@ -123,7 +102,7 @@ def explain(
     plan: SlaPlan,
     calendars: Mapping[str, Calendar],
     now: datetime,
-    record: Sequence[RecordedEvent] | None = None,
+    record: Sequence[RecordedRow] | None = None,
 ) -> list[str]:
     """Human-readable lines for ``mailticket sla show``: rules, calendar, timers, the record.
 
@@ -206,7 +185,7 @@ def explain(
     return lines
 
 
-def _record_line(row: RecordedEvent, show: Callable[[datetime | None], str]) -> str:
+def _record_line(row: RecordedRow, show: Callable[[datetime | None], str]) -> str:
     """One record entry: when, what, the facts frozen with it, and whom it was sent to."""
     what = f"{row.timer} {row.kind}"
     if row.timer == "clock":

@@ -18,7 +18,6 @@ into an ``IntegrityError`` that is simply skipped.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -27,40 +26,15 @@ from sqlalchemy.orm import Session
 from mailticket.model import Calendar, SlaPlan
 from mailticket.sla.business_hours import business_minutes_between
 from mailticket.sla.clock import Deadline, Pause, SlaEventDue, SlaStatus, TicketClock, Timer
+from mailticket.sla.record_row import EventKey, RecordedRow, RecordFacts
 from mailticket.store.schema import SlaEvent, Ticket
-
-EventKey = tuple[str, str, datetime]
 
 MET, STOPPED, PAUSE, RESUME = "met", "stopped", "pause", "resume"
 # The pseudo-timer of pause and resume entries: a pause stops every timer.
 CLOCK = "clock"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One row to add to the record (the facts of :class:`SlaEvent` without ids)."""
-
-    timer: str
-    kind: str
-    deadline: datetime
-    priority: str | None = None
-    period: int = 0
-    due_at: datetime | None = None
-    target_minutes: int | None = None
-    used_minutes: int | None = None
-    overdue_minutes: int | None = None
-    calendar: str | None = None
-    rule: str | None = None
-    reason: str = ""
-    notified: bool = True
-    recipients: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> EventKey:
-        return (self.timer, self.kind, self.deadline)
-
-
-def append(session: Session, ticket_id: int, entry: Entry, now: datetime) -> bool:
+def append(session: Session, ticket_id: int, entry: RecordFacts, now: datetime) -> bool:
     """Insert one entry unless it is already recorded; True if this call wrote it."""
     try:
         with session.begin_nested():
@@ -78,12 +52,29 @@ def append(session: Session, ticket_id: int, entry: Entry, now: datetime) -> boo
     return True
 
 
+def recorded_row(event: SlaEvent, recipients: tuple[str, ...] | None = None) -> RecordedRow:
+    """A stored ``sla_events`` row as the value the report and ``sla show`` read.
+
+    ``recipients`` replaces the stored list (``sla show`` fills it for rows
+    written before the record kept recipients).
+    """
+    return RecordedRow(
+        id=event.id, ticket_id=event.ticket_id, timer=event.timer, kind=event.kind,
+        deadline=event.deadline, created_at=event.created_at, priority=event.priority,
+        period=event.period, due_at=event.due_at, target_minutes=event.target_minutes,
+        used_minutes=event.used_minutes, overdue_minutes=event.overdue_minutes,
+        calendar=event.calendar, rule=event.rule, reason=event.reason or "",
+        notified=event.notified,
+        recipients=tuple(event.recipients or ()) if recipients is None else recipients,
+    )
+
+
 def threshold_entry(
     clock: TicketClock, plan: SlaPlan, event: SlaEventDue, deadline: Deadline | None,
     *, reason: str = "", notified: bool = True, recipients: tuple[str, ...] = (),
-) -> Entry:
+) -> RecordFacts:
     """The record entry of a warning or breach the scan found due."""
-    return Entry(
+    return RecordFacts(
         timer=str(event.timer), kind=str(event.kind), deadline=event.deadline,
         priority=str(clock.priority), period=_period(clock, event.timer),
         due_at=event.due_at, target_minutes=deadline.target_minutes if deadline else None,
@@ -94,9 +85,9 @@ def threshold_entry(
 
 def outcome_entries(
     clock: TicketClock, plan: SlaPlan, status: SlaStatus, calendars: Mapping[str, Calendar]
-) -> list[Entry]:
+) -> list[RecordFacts]:
     """A met or stopped entry for every timer of ``status`` that has ended."""
-    entries: list[Entry] = []
+    entries: list[RecordFacts] = []
     for timer, timer_status in status.timers.items():
         d = timer_status.deadline
         if d.met_at is not None:
@@ -110,7 +101,7 @@ def outcome_entries(
             calendar = calendars.get(d.calendar)
             overdue = (business_minutes_between(calendar, d.due_at, d.met_at)
                        if calendar is not None else None)
-        entries.append(Entry(
+        entries.append(RecordFacts(
             timer=str(timer), kind=kind, deadline=instant, priority=str(clock.priority),
             period=_period(clock, timer), due_at=d.due_at, target_minutes=d.target_minutes,
             used_minutes=d.used_minutes, overdue_minutes=overdue if kind == MET else None,
@@ -119,19 +110,19 @@ def outcome_entries(
     return entries
 
 
-def pause_entries(clock: TicketClock, waiting: Sequence[Pause]) -> list[Entry]:
+def pause_entries(clock: TicketClock, waiting: Sequence[Pause]) -> list[RecordFacts]:
     """A pause entry for every start of a counted ``waiting`` period, a resume for every end.
 
     Only the pauses the plan counts are passed in (its ``pause_on`` rule); the
     periods a ticket spent resolved are pauses too, but the record has their
     resolution entries and they need no second row.
     """
-    entries: list[Entry] = []
+    entries: list[RecordFacts] = []
     for start, end in waiting:
-        entries.append(Entry(timer=CLOCK, kind=PAUSE, deadline=start,
+        entries.append(RecordFacts(timer=CLOCK, kind=PAUSE, deadline=start,
                              priority=str(clock.priority)))
         if end is not None:
-            entries.append(Entry(timer=CLOCK, kind=RESUME, deadline=end,
+            entries.append(RecordFacts(timer=CLOCK, kind=RESUME, deadline=end,
                                  priority=str(clock.priority)))
     return entries
 

@@ -32,7 +32,8 @@ from mailticket.sla.clock import (
     Timer,
     evaluate,
 )
-from mailticket.sla.explain import RecordedEvent, explain, show_time
+from mailticket.sla.explain import explain, show_time
+from mailticket.sla.record_row import RecordedRow
 from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, Ticket
 from mailticket.tickets import service as tickets
 from mailticket.tickets import sla_record
@@ -355,7 +356,7 @@ def explain_ticket(session: Session, config: Config, ticket: Ticket, now: dateti
     return explain(found.clock, found.plan, config.calendars, now, record)
 
 
-def _recorded(row: SlaEvent, mails: Sequence[Any]) -> RecordedEvent:
+def _recorded(row: SlaEvent, mails: Sequence[Any]) -> RecordedRow:
     """A record row for ``sla show``, with its recipients once each."""
     recipients = tuple(row.recipients or ())
     if not recipients and row.kind in ("warning", "breach") and row.notified:
@@ -363,9 +364,4 @@ def _recorded(row: SlaEvent, mails: Sequence[Any]) -> RecordedEvent:
         found = [f"{rcpt} ({kind.removeprefix(prefix)})" for kind, rcpts, at in mails
                  if kind.startswith(prefix) and at == row.created_at for rcpt in rcpts]
         recipients = tuple(dict.fromkeys(found))
-    return RecordedEvent(
-        timer=row.timer, kind=row.kind, deadline=row.deadline, created_at=row.created_at,
-        due_at=row.due_at, overdue_minutes=row.overdue_minutes, used_minutes=row.used_minutes,
-        priority=row.priority, reason=row.reason or "", notified=row.notified,
-        recipients=recipients,
-    )
+    return sla_record.recorded_row(row, recipients)

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from support.configs import standard_plan_toml
+
 from mailticket.runners import gates as runner_gates
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,24 +77,7 @@ wed = ["08:00-20:00"]
 thu = ["08:00-20:00"]
 fri = ["08:00-20:00"]
 
-[sla_plans.standard]
-name = "Standard"
-[sla_plans.standard.critical]
-first_response = "30m"
-resolution = "4h"
-calendar = "24x7"
-[sla_plans.standard.major]
-first_response = "2h"
-resolution = "12h"
-calendar = "business"
-[sla_plans.standard.minor]
-first_response = "8h"
-resolution = "36h"
-calendar = "business"
-[sla_plans.standard.technical]
-first_response = "12h"
-resolution = "120h"
-calendar = "business"
+{standard_plan_toml("business")}
 
 [engineers."anna@provider.example"]
 name = "Anna Petrova"

@@ -37,6 +37,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from daemon_proc import REPO, Daemon, cli, free_port, wait_until
+from support.configs import standard_plan_toml
 from support.postfix import PostfixServer
 
 GUIDE = REPO / "docs" / "deploy-postfix.md"
@@ -86,24 +87,7 @@ lease_seconds = 30
 [calendars.24x7]
 always_open = true
 
-[sla_plans.standard]
-name = "Standard"
-[sla_plans.standard.critical]
-first_response = "30m"
-resolution = "4h"
-calendar = "24x7"
-[sla_plans.standard.major]
-first_response = "2h"
-resolution = "12h"
-calendar = "24x7"
-[sla_plans.standard.minor]
-first_response = "8h"
-resolution = "36h"
-calendar = "24x7"
-[sla_plans.standard.technical]
-first_response = "12h"
-resolution = "120h"
-calendar = "24x7"
+{standard_plan_toml()}
 
 [engineers."{ENGINEER}"]
 name = "Anna Petrova"

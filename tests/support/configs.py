@@ -63,6 +63,21 @@ def plans() -> dict[str, SlaPlan]:
     }
 
 
+def standard_plan_toml(business: str = "24x7") -> str:
+    """The daemon tests' "standard" plan as TOML: critical on ``24x7``, the rest on ``business``.
+
+    Critical 30 min / 4 h, major 2 h / 12 h, minor 8 h / 36 h, technical 12 h / 120 h.
+    """
+    targets = {"critical": ("30m", "4h", "24x7"), "major": ("2h", "12h", business),
+               "minor": ("8h", "36h", business), "technical": ("12h", "120h", business)}
+    blocks = [f"""[sla_plans.standard.{name}]
+first_response = "{first}"
+resolution = "{resolution}"
+calendar = "{calendar}"
+""" for name, (first, resolution, calendar) in targets.items()]
+    return '[sla_plans.standard]\nname = "Standard"\n' + "".join(blocks)
+
+
 def engineers() -> dict[str, Engineer]:
     return {
         e.address: e

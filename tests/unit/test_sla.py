@@ -19,7 +19,8 @@ from mailticket.sla.clock import (
     deadlines,
     evaluate,
 )
-from mailticket.sla.explain import RecordedEvent, explain
+from mailticket.sla.explain import explain
+from mailticket.sla.record_row import RecordedRow
 
 MSK = ZoneInfo("Europe/Moscow")
 FR, RES, NEXT = Timer.FIRST_RESPONSE, Timer.RESOLUTION, Timer.NEXT_RESPONSE
@@ -388,16 +389,16 @@ def test_explain_prints_the_record_with_recipients_and_the_due_time_when_met() -
     """Answered 09:40 (due 08:50): the met line keeps the due time and the overdue minutes."""
     answered = clock(Priority.MAJOR, first_response_at=msk(2026, 10, 19, 9, 40))
     now = msk(2026, 10, 19, 10, 0)
-    warned = RecordedEvent("first_response", "warning", msk(2026, 10, 19, 8, 35),
-                           msk(2026, 10, 19, 8, 36), due_at=msk(2026, 10, 19, 8, 50),
-                           priority="major", recipients=("anna@x.example (assignee)",))
-    breached = RecordedEvent("first_response", "breach", msk(2026, 10, 19, 8, 50),
-                             msk(2026, 10, 19, 8, 50), due_at=msk(2026, 10, 19, 8, 50),
-                             priority="major", recipients=("anna@x.example (assignee)",
-                                                           "vera@x.example (escalation)"))
-    met = RecordedEvent("first_response", "met", msk(2026, 10, 19, 9, 40),
-                        msk(2026, 10, 19, 9, 40), due_at=msk(2026, 10, 19, 8, 50),
-                        overdue_minutes=50, priority="major")
+    due = msk(2026, 10, 19, 8, 50)
+    warned = RecordedRow("first_response", "warning", msk(2026, 10, 19, 8, 35),
+                         created_at=msk(2026, 10, 19, 8, 36), due_at=due, priority="major",
+                         recipients=("anna@x.example (assignee)",))
+    breached = RecordedRow("first_response", "breach", due, created_at=due, due_at=due,
+                           priority="major", recipients=("anna@x.example (assignee)",
+                                                         "vera@x.example (escalation)"))
+    met = RecordedRow("first_response", "met", msk(2026, 10, 19, 9, 40),
+                      created_at=msk(2026, 10, 19, 9, 40), due_at=due,
+                      overdue_minutes=50, priority="major")
     lines = explain(answered, PLAN, CALENDARS, now, [warned, breached, met])
     assert "  met at 2026-10-19 Mon 09:40 MSK: 50 min overdue; used 110 of 60 min" in lines
     assert "  due 2026-10-19 Mon 08:50 MSK (as it stood when met); " \
