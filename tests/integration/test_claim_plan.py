@@ -6,7 +6,8 @@ sort of the whole backlog on PostgreSQL. The claim's real statements are
 recorded as ``workqueue.claim`` runs them (a ``before_cursor_execute``
 listener) and each is EXPLAINed, with its parameters, on a table of
 thousands of finished rows and a backlog, on both backends. Revision 0013's
-index must be the one the model declares, and go back on downgrade.
+index must be the one the model declares, and go back on downgrade, as must
+its uncompressed storage of spool bodies on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -128,8 +129,21 @@ def _indexes(engine: Engine, table: str) -> dict[str, list[str]]:
             for ix in inspect(engine).get_indexes(table) if ix["name"].endswith("_due")}
 
 
+def _raw_storage(engine: Engine) -> str | None:
+    """PostgreSQL's storage mode of spool.raw (``e`` external, ``x`` extended); None on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql(
+            "SELECT attstorage FROM pg_attribute "
+            "WHERE attrelid = 'spool'::regclass AND attname = 'raw'").scalar())
+
+
 def test_migration_0013_builds_the_model_index_and_takes_it_back(engine: Engine) -> None:
     assert migrate.current_revision(engine) == migrate.head_revision()
+    pg = engine.dialect.name == "postgresql"
+    # The accept path's bodies are not compressed by PostgreSQL (0013).
+    assert _raw_storage(engine) == ("e" if pg else None)
     for model in (SpoolItem, OutboxItem):
         table = model.__tablename__
         declared = {str(ix.name): [c.name for c in ix.columns]
@@ -138,5 +152,7 @@ def test_migration_0013_builds_the_model_index_and_takes_it_back(engine: Engine)
         assert _indexes(engine, table) == declared
     downgrade(engine, "0011")
     assert _indexes(engine, "spool") == {"ix_spool_due": ["state", "next_attempt_at"]}
+    assert _raw_storage(engine) == ("x" if pg else None)
     migrate.upgrade(engine)
+    assert _raw_storage(engine) == ("e" if pg else None)
     assert _indexes(engine, "outbox") == {"ix_outbox_due": ["state", "next_attempt_at", "id"]}
