@@ -62,6 +62,7 @@ def drain(url: str, tmp: str, domains: str, deadline_s: str, profile: str | None
         profiler = cProfile.Profile()
         profiler.enable()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     deadline = started + float(deadline_s)
     count = 0
     while time.perf_counter() < deadline and worker.run_once():
@@ -78,6 +79,7 @@ def drain(url: str, tmp: str, domains: str, deadline_s: str, profile: str | None
     engine.dispose()
     print(json.dumps({
         "count": count, "failed": worker.failed, "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
         "rss_before_kb": rss_before, "hwm_kb": proc_status_kb("VmHWM"),
     }), flush=True)
 

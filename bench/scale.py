@@ -1,15 +1,16 @@
 """(f) Scale with stored history: the pipeline rate over 1M articles / 200k tickets, and its plans.
 
 Issue 17 point 4. For each backend the same corpus is drained by one worker
-process twice on an empty database and twice on a database that already holds
+process three times on an empty database and three times on one that already holds
 the history (``BENCH_SCALE_TICKETS`` tickets with ``BENCH_SCALE_ARTICLES``
 articles, their Message-ID index rows and contacts, done spool and outbox rows,
 audit events, auto-reply log, SLA record rows, delivery failures and
 suppressions), bulk-inserted in SQL the way ``sla_scan.py`` does it (one INSERT …
 SELECT per table, that table's indexes dropped for it and built again after).
-Each pass gets its own Message-IDs (``common.copies``), and the figure for each
-database is the best of its two passes, so a burst of other work on the machine
-costs one pass, not the ratio. The ratio is history / empty, target ≥ 0.9.
+Each pass gets its own Message-IDs (``common.copies``); the passes alternate
+between the two databases and each keeps its best, so a burst of other work on
+the machine costs one pass, not the ratio. The ratio is history / empty,
+target ≥ 0.9; the worker's CPU per mail is printed beside it.
 
 Then the statements themselves: a drain child with a ``before_cursor_execute``
 listener (here, in the bench, never in the product) records every distinct
@@ -48,6 +49,7 @@ ARTICLES = int(os.environ.get("BENCH_SCALE_ARTICLES", 1_000_000))
 # History the queues keep: one finished spool row per two articles, as many outbox rows.
 QUEUE_ROWS = ARTICLES // 2
 SAMPLE = 80  # mails whose statements are captured and EXPLAINed
+PASSES = 3  # drains of the corpus per database, alternating empty and history
 CREATED = "2026-06-01 09:00:00.000000"
 
 
@@ -309,35 +311,44 @@ def plans(res: Results, engine: Engine, captured: dict[str, tuple[Any, int]],
 
 def run(res: Results, db: Any, tmp: Path, mails: list[Mail], domains: list[str],
         limit_s: float) -> dict[str, float]:
-    """Empty vs history rate on each backend; returns ratio keyed by backend, plus scans."""
+    """Empty vs history rate on each backend; returns ratio keyed by backend, plus scans.
+
+    The two databases exist side by side and their passes alternate (empty,
+    history, empty, history …), so load from elsewhere on the machine falls on
+    both alike; each keeps its best pass. The worker's CPU per mail, which
+    does not depend on that load, is printed beside the ratio.
+    """
     out: dict[str, float] = {}
     for backend in ("sqlite", "postgresql"):
-        empty: list[float] = []
-        with db(backend, tmp) as url:
-            for k in range(2):
-                empty.append(_drain(url, tmp, domains, _pass(mails, k), limit_s)["rate"])
-        with db(backend, tmp) as url:
+        with db(backend, tmp) as empty_url, db(backend, tmp) as url:
             engine = make_engine(url)
             fill_s = fill(engine, domains)
             print(f"  {backend}: history filled in {fill_s:.0f} s ({ARTICLES:,} articles, "
                   f"{TICKETS:,} tickets, {QUEUE_ROWS:,} done spool and outbox rows)", flush=True)
-            full: list[float] = []
-            for k in range(2):
-                full.append(_drain(url, tmp, domains, _pass(mails, k), limit_s)["rate"])
+            empty: list[dict[str, Any]] = []
+            full: list[dict[str, Any]] = []
+            for k in range(PASSES):
+                empty.append(_drain(empty_url, tmp, domains, _pass(mails, k), limit_s))
+                full.append(_drain(url, tmp, domains, _pass(mails, k), limit_s))
             stored = outcome_counts(url)
             capture = tmp / f"capture-{backend}.pickle"
-            _drain(url, tmp, domains, _pass(mails, 2)[:SAMPLE], limit_s, capture)
+            _drain(url, tmp, domains, _pass(mails, PASSES)[:SAMPLE], limit_s, capture)
             captured: dict[str, tuple[Any, int]] = pickle.loads(capture.read_bytes())
             captured.update(_product_statements(engine))
             print(f"  {backend}: query plans of every distinct statement the worker ran for "
                   f"{SAMPLE} mails, the outbox claim and the SLA scan", flush=True)
             tally = plans(res, engine, captured, backend)
             engine.dispose()
-        ratio = max(full) / max(empty) if max(empty) else 0.0
+        best_e, best_f = max(p["rate"] for p in empty), max(p["rate"] for p in full)
+        ratio = best_f / best_e if best_e else 0.0
+        cpu_e = min(p["cpu_seconds"] / max(1, p["count"]) for p in empty) * 1000
+        cpu_f = min(p["cpu_seconds"] / max(1, p["count"]) for p in full) * 1000
         out[backend] = ratio
         out[f"{backend}-scans"] = tally["SCAN"]
         res.add("f scale", f"{backend} 1 worker, history / empty", f"{ratio:.2f}x",
-                f"{max(full):.1f} msg/s with history (passes {full[0]:.1f}, {full[1]:.1f}) vs "
-                f"{max(empty):.1f} empty ({empty[0]:.1f}, {empty[1]:.1f}); target >= 0.9; "
+                f"best pass {best_f:.1f} msg/s with history ("
+                + ", ".join(f"{p['rate']:.1f}" for p in full) + f") vs {best_e:.1f} empty ("
+                + ", ".join(f"{p['rate']:.1f}" for p in empty) + "), passes alternating; "
+                f"worker CPU {cpu_f:.2f} vs {cpu_e:.2f} ms/mail; target >= 0.9; "
                 f"tickets now {stored['tickets']:,}")
     return out
