@@ -10,10 +10,11 @@ statements (the oldest due ``queued`` row, the oldest ``claimed`` row whose
 lease ran out), each ``ORDER BY next_attempt_at, id LIMIT 1``. With ``id`` as
 the index's last column both backends read the index in that order and stop at
 the first row. Before, one ``OR`` query read every due row of the queue and
-sorted them for each claim (SQLite: MULTI-INDEX OR and a temporary B-tree,
-15.5 ms per claim with 500 mails queued over 500,000 finished rows;
-PostgreSQL: BitmapOr and a Sort, 6.8 ms), so draining a backlog of n mails
-cost n² row reads. SQLite keeps the rowid in every index entry anyway, so there the
+sorted them for each claim (SQLite: MULTI-INDEX OR and a temporary B-tree;
+PostgreSQL: BitmapOr and a Sort), so draining a backlog of n mails cost n²
+row reads. Over 500,000 finished spool rows, median of five: SQLite 0.7 ms
+with 500 mails queued and 5.7 ms with 10,000, against 0.3–0.4 ms for the two
+seeks at either size; PostgreSQL 49.4 ms with 10,000 queued, against 5.6 ms. SQLite keeps the rowid in every index entry anyway, so there the
 change costs nothing; PostgreSQL needs the column to break ties without a sort
 (a burst spooled in one group commit can share ``next_attempt_at``).
 
