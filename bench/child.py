@@ -5,7 +5,7 @@ so that clients never share a GIL with the server they measure. A child
 prints ``ready`` after its set-up, waits for a line on stdin (so several can
 start together and set-up is not timed), then prints one JSON line of results.
 
-    child.py drain URL TMPDIR DOMAINS DEADLINE_S [PROFILE_PATH]
+    child.py drain URL TMPDIR DOMAINS DEADLINE_S [PROFILE_PATH|""] [CAPTURE_PATH]
     child.py smtp-server URL
     child.py smtp-clients PORT CLIENTS PER_CLIENT CORPUS_DIR
 """
@@ -38,10 +38,20 @@ def _go() -> None:
     sys.stdin.readline()
 
 
-def drain(url: str, tmp: str, domains: str, deadline_s: str, profile: str | None) -> None:
-    """Run one SpoolWorker until the spool has nothing due or the deadline passes."""
+def drain(url: str, tmp: str, domains: str, deadline_s: str, profile: str | None,
+          capture: str | None = None) -> None:
+    """Run one SpoolWorker until the spool has nothing due or the deadline passes.
+
+    With ``capture``, every distinct SQL statement the worker runs is written
+    there (pickled: statement -> first parameters, count) for ``scale.py``.
+    """
     config = bench_config(Path(tmp), url, domains.split(","))
     engine = make_engine(url)
+    recorder = None
+    if capture:
+        from scale import Capture
+
+        recorder = Capture(engine)
     worker = SpoolWorker(assemble(config, engine))
     rss_before = proc_status_kb("VmRSS")
     _go()
@@ -52,6 +62,7 @@ def drain(url: str, tmp: str, domains: str, deadline_s: str, profile: str | None
         profiler = cProfile.Profile()
         profiler.enable()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     deadline = started + float(deadline_s)
     count = 0
     while time.perf_counter() < deadline and worker.run_once():
@@ -60,9 +71,15 @@ def drain(url: str, tmp: str, domains: str, deadline_s: str, profile: str | None
     if profiler is not None and profile:
         profiler.disable()
         profiler.dump_stats(profile)
+    if recorder is not None and capture:
+        import pickle
+
+        recorder.close()
+        Path(capture).write_bytes(pickle.dumps(recorder.seen))
     engine.dispose()
     print(json.dumps({
         "count": count, "failed": worker.failed, "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
         "rss_before_kb": rss_before, "hwm_kb": proc_status_kb("VmHWM"),
     }), flush=True)
 
@@ -181,7 +198,8 @@ def smtp_clients(port: str, clients: str, per_client: str, corpus: str) -> None:
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "drain":
-        drain(args[0], args[1], args[2], args[3], args[4] if len(args) > 4 else None)
+        drain(args[0], args[1], args[2], args[3], args[4] if len(args) > 4 and args[4] else None,
+              args[5] if len(args) > 5 else None)
     elif command == "smtp-server":
         smtp_server(*args)
     elif command == "smtp-clients":

@@ -21,11 +21,12 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-SHARED = REPO.parent / "shared"
-# The peer systems and the bare floor (Roundup, django-helpdesk, stdlib + SQLite)
-# live beside the repo; without them the benchmarks run and the peers are skipped.
+# The peer systems (Roundup, django-helpdesk) and their copy of the floor live beside
+# the repo (BENCH_SHARED for a checkout elsewhere, a git worktree say); without them the
+# benchmarks run, the peers are skipped and the floor is bench/floor.py's.
+SHARED = Path(os.environ.get("BENCH_SHARED", REPO.parent / "shared"))
 PEERS = SHARED / "bench"
-PEERS_MISSING = "peers skipped: ../shared/bench not found"
+PEERS_MISSING = f"peers skipped: {PEERS} not found (set BENCH_SHARED to the shared folder)"
 GENERATOR = BENCH / "gen_corpus.py"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

@@ -1,12 +1,11 @@
 """Pipeline vs. floor in one short run, and where the pipeline spends its time.
 
 A quick loop for performance work, not part of ``bench/run``: it measures the
-issue-9 ratio (one SQLite worker / the bare floor of
-``../shared/bench/baseline_python.py sqlite --sync FULL``) on the same corpus,
-alternating the two ``--rounds`` times so machine load hits both alike, then
-optionally runs one more pipeline pass under cProfile and prints the top
-functions. Without ../shared/bench the floor is skipped (a line says so) and
-only our own rate is measured.
+issue-9 ratio (one SQLite worker / the bare floor of ``bench/floor.py``, the
+same code as ``../shared/bench/baseline_python.py sqlite --sync FULL``) on the
+same corpus, alternating the two ``--rounds`` times so machine load hits both
+alike, then optionally runs one more pipeline pass under cProfile and prints
+the top functions.
 
     .venv/bin/python bench/profile_pipeline.py [-n 300] [--rounds 2] [--profile] [--top 30] [--save FILE] [--cpu]
 """
@@ -29,13 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import throughput
 from common import (
-    PEERS,
-    PEERS_MISSING,
+    BENCH,
     bench_config,
     corpus_dir,
     database,
     load_corpus,
-    peers_available,
     sender_domains,
 )
 
@@ -43,8 +40,7 @@ from common import (
 def floor_rate(corpus: Path, tmp: Path) -> float:
     """msg/s of the bare floor (stdlib parse + one durable SQLite insert per message)."""
     out = subprocess.run(
-        [sys.executable, str(PEERS / "baseline_python.py"), str(corpus), "sqlite",
-         "--sync", "FULL", "--db-dir", str(tmp)],
+        [sys.executable, str(BENCH / "floor.py"), str(corpus), "--db-dir", str(tmp)],
         check=True, capture_output=True, text=True,
     ).stdout.split()
     return float(out[out.index("msg/s") - 1])
@@ -62,11 +58,10 @@ def ours_rate(tmp: Path, mails: list, domains: list[str], profile: Path | None =
 def cpu_per_message(corpus: Path, tmp: Path, mails: list, domains: list[str]) -> tuple[float, float]:
     """CPU ms per message of the floor and of ours, both in this process (less load-sensitive).
 
-    The floor is ``baseline_python.run_sqlite`` itself; ours is a ``SpoolWorker``
+    The floor is ``floor.run_sqlite`` itself; ours is a ``SpoolWorker``
     draining the spooled corpus. Only the loops are timed (``time.process_time``).
     """
-    sys.path.insert(0, str(PEERS))
-    import baseline_python
+    import floor as baseline_python
 
     from mailticket.app import assemble
     from mailticket.runners.worker import SpoolWorker
@@ -107,9 +102,7 @@ def main() -> int:
         mails = load_corpus(corpus)
         domains = sender_domains(mails)
         print(f"{args.n} mails, load average {os.getloadavg()[0]:.2f}", flush=True)
-        has_floor = peers_available()
-        if not has_floor:
-            print(f"{PEERS_MISSING} (the floor is one of them): our rate only", flush=True)
+        has_floor = True  # bench/floor.py is in the repo
         floors: list[float] = []
         ours: list[float] = []
         for i in range(args.rounds):

@@ -204,8 +204,11 @@ async def start_listener(
     loop = asyncio.get_running_loop()
     if hostname is None:
         hostname = await asyncio.to_thread(socket.getfqdn)
+    writer = SpoolWriter(factory)
+    # Connect now: the first burst of mail must not wait for the connection and mappers.
+    await writer.warm()
     handler = SpoolHandler(
-        SpoolWriter(factory),
+        writer,
         support_addresses,
         source=_source(listener),
         max_recipients=listener.max_recipients,

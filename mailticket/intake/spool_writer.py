@@ -26,16 +26,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
-from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
+from mailticket import log
 from mailticket.errors import StoreError
 from mailticket.store.db import transaction
 from mailticket.store.schema import SpoolItem
 from mailticket.store.workqueue import put_spool
 
 SpoolTable = cast(Table, SpoolItem.__table__)
+_log = log.get("smtp")
 # One batch stops growing at this many mails or bytes (whichever comes first),
 # so a burst of large mail never becomes one huge transaction.
 MAX_BATCH_ITEMS = 512
@@ -130,6 +132,19 @@ def _values(request: SpoolRequest) -> dict[str, Any]:
     }
 
 
+def warm(factory: sessionmaker[Session]) -> None:
+    """Do the first-use work of the write path now: mappers, a pooled connection, a read.
+
+    Without it the first mails after start wait for it (configuring every ORM
+    mapper, connecting, SQLite's pragmas): tens of milliseconds that the first
+    burst of sessions all pay, and with them the tail of the accept latency.
+    """
+    configure_mappers()
+    with factory() as session:
+        session.execute(select(SpoolTable.c.id).limit(0)).all()
+        session.rollback()
+
+
 _Pending = tuple[SpoolRequest, "asyncio.Future[Spooled]"]
 
 
@@ -158,6 +173,21 @@ class SpoolWriter:
         self._executor: ThreadPoolExecutor | None = None
         self.batches = 0
         self.largest_batch = 0
+
+    async def warm(self) -> None:
+        """Start the writer's thread and connect on it, before the first mail arrives.
+
+        A database that cannot be reached is only logged here: each mail then
+        gets its ``451`` from :meth:`put`, as it would have without this.
+        """
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="spool-writer")
+        try:
+            await loop.run_in_executor(self._executor, warm, self._factory)
+        except SQLAlchemyError as exc:
+            _log.warning("spool writer could not reach the database at start",
+                         extra={"error": f"{exc.__class__.__name__}: {exc}"})
 
     async def put(self, request: SpoolRequest) -> Spooled:
         """Spool ``request``; returns once its row is committed, raises when it is not."""

@@ -87,7 +87,8 @@ class SpoolItem(QueueRow, Base):
     """A raw inbound mail with its envelope, committed before we say 250."""
 
     __tablename__ = "spool"
-    __table_args__ = (Index("ix_spool_due", "state", "next_attempt_at"),)
+    # The claim's two seeks (due, expired lease) read this index in claim order (0013).
+    __table_args__ = (Index("ix_spool_due", "state", "next_attempt_at", "id"),)
 
     source: Mapped[str] = mapped_column(String(64))
     # IMAP: account/UIDVALIDITY/UID; SMTP: None (every DATA is a new item).
@@ -106,7 +107,7 @@ class OutboxItem(QueueRow, Base):
     """A composed outgoing mail; written in the same transaction as the ticket change."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at", "id"),)
 
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), default=None)
     kind: Mapped[str] = mapped_column(String(32))

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, Table, Update, bindparam, or_, select, update
+from sqlalchemy import Select, Table, Update, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,21 +73,34 @@ def put_spool(session: Session, item: SpoolItem) -> tuple[SpoolItem, bool]:
 
 
 @cache
-def _claim_statements(model: type[Row]) -> tuple[Select[Any], Update]:
-    """The claim's two Core statements for one queue table, built once.
+def _claim_statements(model: type[Row]) -> tuple[Select[Any], Select[Any], Update]:
+    """The claim's Core statements for one queue table, built once.
+
+    Two picks, each one seek of the ``(state, next_attempt_at, id)`` index that
+    stops at its first row: the oldest due ``queued`` row, and the oldest
+    ``claimed`` row whose lease ran out. One query with ``OR`` over both would
+    read (and, for ``ORDER BY … LIMIT 1``, sort) every due row of the queue for
+    each claim: a full scan of the spool on SQLite once history piles up, and a
+    sort of the whole backlog on PostgreSQL. The plans are pinned by
+    ``tests/integration/test_claim_plan.py``.
 
     Core, not ORM: a claim per message is a hot path, and these rows are read
     back as objects only when the caller asks (``session.get``).
     """
     table = cast(Table, model.__table__)
     now = bindparam("now", type_=table.c.next_attempt_at.type)
-    pick = (
+    order = (table.c.next_attempt_at, table.c.id)
+    due = (
         select(table)
-        .where(or_(
-            (table.c.state == QueueState.QUEUED) & (table.c.next_attempt_at <= now),
-            (table.c.state == QueueState.CLAIMED) & (table.c.lease_until < now),
-        ))
-        .order_by(table.c.next_attempt_at, table.c.id)
+        .where(table.c.state == QueueState.QUEUED, table.c.next_attempt_at <= now)
+        .order_by(*order)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    expired = (
+        select(table)
+        .where(table.c.state == QueueState.CLAIMED, table.c.lease_until < now)
+        .order_by(*order)
         .limit(1)
         .with_for_update(skip_locked=True)
     )
@@ -98,7 +111,13 @@ def _claim_statements(model: type[Row]) -> tuple[Select[Any], Update]:
                 lease_until=bindparam("until"), attempts=bindparam("tries"),
                 claimed_by=bindparam("holder"))
     )
-    return pick, take
+    return due, expired, take
+
+
+def claim_queries(model: type[Row]) -> tuple[Select[Any], Select[Any]]:
+    """The two statements a claim picks its row with (due, expired lease), for plan tests."""
+    due, expired, _ = _claim_statements(model)
+    return due, expired
 
 
 def claim(
@@ -111,10 +130,19 @@ def claim(
     whole process (kill -9, OOM) still runs out of attempts and is quarantined.
     The returned claim carries the row's columns as they are now (``values``).
     ``holder`` names the daemon process taking it (``runners.recovery``).
+    A row whose lease expired competes with the due rows by ``next_attempt_at``
+    and id, as it always did.
     """
-    pick, take = _claim_statements(model)
+    due, expired, take = _claim_statements(model)
     conn = session.connection()
-    row = conn.execute(pick, {"now": now}).mappings().first()
+    # Expired leases are rare (a crashed or stalled worker), so this is an empty seek.
+    row = conn.execute(expired, {"now": now}).mappings().first()
+    queued = conn.execute(due, {"now": now}).mappings().first()
+    if row is None or (
+        queued is not None
+        and (queued["next_attempt_at"], queued["id"]) < (row["next_attempt_at"], row["id"])
+    ):
+        row = queued
     if row is None:
         return None
     token = secrets.token_hex(16)

@@ -106,3 +106,39 @@ def test_a_failed_transaction_fails_every_put(factory: sessionmaker[Session]) ->
     assert all(str(r).startswith("spool commit failed:") for r in results)
     with pytest.raises(StoreError):
         write_batch(factory, [request(9)])
+
+
+def test_warm_connects_before_the_first_put_and_writes_nothing(
+    factory: sessionmaker[Session],
+) -> None:
+    checkouts: list[int] = []
+    event.listen(factory.kw["bind"], "checkout", lambda *_: checkouts.append(1))
+    writer = SpoolWriter(factory)
+
+    async def warm_then_put() -> tuple[int, int, Spooled]:
+        await writer.warm()
+        warmed = (len(checkouts), len(rows(factory)))
+        return (*warmed, await writer.put(request(1)))
+
+    checked_out, stored, spooled = asyncio.run(warm_then_put())
+    # warm() took a connection (counted before rows() took its own) and wrote no row.
+    assert (checked_out, stored) == (1, 0)
+    assert spooled.new and [row.id for row in rows(factory)] == [spooled.id]
+
+
+def test_warm_only_logs_a_database_it_cannot_reach(caplog: pytest.LogCaptureFixture) -> None:
+    # Nothing listens on port 1: a real, refused connection.
+    engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    writer = SpoolWriter(make_sessionmaker(engine))
+
+    async def warm_then_put() -> BaseException | Spooled:
+        await writer.warm()
+        try:
+            return await writer.put(request(1))
+        except StoreError as exc:
+            return exc
+
+    outcome = asyncio.run(warm_then_put())
+    engine.dispose()
+    assert isinstance(outcome, StoreError)  # the mail still gets its 451 from put()
+    assert "spool writer could not reach the database at start" in caplog.text
