@@ -3,8 +3,9 @@
 Every automatic mail is counted per recipient (RFC 3834, Znuny's
 ``PostmasterMaxEmails``) and per ticket, so a loop with another robot burns out
 against these caps instead of flooding both sides. The log is only ever counted
-in SQL, so it is written and read with prebuilt Core statements: one per queued
-mail, one per check, and no flush of the caller's session.
+in SQL, so it is written and read with prebuilt Core statements: rows buffered
+on the unit of work (one executemany at its next flush point), one query per
+check, and no flush of the caller's session.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from mailticket.config import MailConfig
 from mailticket.outbound import stopped
+from mailticket.store import after_flush
 from mailticket.store.schema import AutoReplyLog
 
 # Automatic mail about one ticket, to anyone, in any hour: a circuit breaker
@@ -87,7 +89,9 @@ def auto_mail_allowed(
     overrides: Mapping[str, int] = getattr(mail_cfg, "auto_reply_overrides", None) or {}
     daily = overrides.get(recipient.lower(), mail_cfg.auto_replies_per_recipient_per_day)
     params = {"recipient": recipient, "since": since, "kind": kind}
-    # Core, no autoflush: only queue_mail writes this log, and it writes at once.
+    # Core, no autoflush: only queue_mail writes this log, into the unit of
+    # work's buffer, which must reach the table before it is counted.
+    after_flush.write_buffered(session)
     if ticket_id is None:
         counts = session.connection().execute(_AUTO_MAIL_COUNTS, params).one()
     else:
@@ -110,8 +114,7 @@ def auto_mail_allowed(
 def log_auto_mail(
     session: Session, recipients: Sequence[str], kind: str, ticket_id: int | None, now: datetime
 ) -> None:
-    """Count one automatic mail of ``kind`` to each of ``recipients`` (written at once)."""
-    session.connection().execute(_INSERT, [
-        {"recipient": recipient, "kind": kind, "ticket_id": ticket_id, "sent_at": now}
-        for recipient in recipients
-    ])
+    """Count one automatic mail of ``kind`` to each of ``recipients`` (buffered to the next flush point)."""
+    for recipient in recipients:
+        after_flush.buffer(session, _INSERT, {
+            "recipient": recipient, "kind": kind, "ticket_id": ticket_id, "sent_at": now})

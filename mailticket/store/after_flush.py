@@ -1,4 +1,4 @@
-"""Writes that need a new row's id, queued on the unit of work and done right after its flush.
+"""Writes queued on the unit of work: rows that need a new row's id, and rows buffered for one batch.
 
 The outbox's VERP envelope sender and the Message-ID index of a new article
 both need an id the database assigns at flush. Forcing a flush per mail
@@ -7,6 +7,17 @@ function that writes it, and one ``after_flush_postexec`` listener, registered
 on the session factory by :func:`mailticket.store.db.make_sessionmaker`, hands
 each writer the objects that got an id, in one call. An object dropped by a
 rolled-back savepoint is forgotten; one not yet flushed waits for the next flush.
+
+Rows nobody reads back as objects (audit events, the Message-ID index, the
+auto-reply log, outbox rows with reserved ids) are *buffered* instead of
+written one statement each: :func:`buffer` keeps them on the unit of work and
+:func:`write_buffered` sends each statement once with all its rows (one
+``executemany``, one round trip). They are written at the unit of work's flush
+points, before anything could read them: after every flush, before every ORM
+read or write through the session (``do_orm_execute``, as autoflush does), and
+before commit. A reader that goes around the session (``session.connection()``)
+calls :func:`write_buffered` first. A rolled-back savepoint drops the rows
+buffered inside it; rows written before it began were sent before it began.
 
 The queue is a typed attribute of :class:`UnitOfWork`, the session class the
 factory makes, not an entry in ``session.info``, and no listener is registered
@@ -21,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql import Executable
 
 Flushed = Sequence[tuple[Any, tuple[Any, ...]]]
 """What a writer receives: ``(object, payload)`` pairs whose object now has its id."""
@@ -33,6 +45,13 @@ class _Deferred:
     obj: object
     writer: Writer
     payload: tuple[Any, ...]
+
+
+@dataclass
+class _Buffered:
+    seq: int
+    statement: Executable
+    row: dict[str, Any]
 
 
 class UnitOfWork(Session):
@@ -48,6 +67,10 @@ class UnitOfWork(Session):
         super().__init__(*args, **kwargs)
         self.deferred: list[_Deferred] = []
         self.fresh_ids: set[int] = set()
+        self.buffered: list[_Buffered] = []
+        self.buffer_seq = 0
+        # The buffer position at which each open savepoint began.
+        self.savepoints: dict[SessionTransaction, int] = {}
 
 
 def unit_of_work(session: Session) -> UnitOfWork:
@@ -84,13 +107,66 @@ def run_deferred(session: Session, _flush_context: object = None) -> None:
     uow.deferred = still_pending
     for writer, flushed in ready.items():
         writer(session, flushed)
+    write_buffered(session)
 
 
-def forget(session: Session, _previous: object = None) -> None:
+def buffer(session: Session, statement: Executable, row: dict[str, Any]) -> None:
+    """Queue one row of ``statement`` (a prebuilt Core INSERT) for the next flush point.
+
+    Every key the statement's rows use must be in every row (one ``executemany``).
+    """
+    uow = unit_of_work(session)
+    uow.buffered.append(_Buffered(uow.buffer_seq, statement, row))
+    uow.buffer_seq += 1
+
+
+def write_buffered(session: Session) -> None:
+    """Send the buffered rows: each statement once, with its rows, in first-queued order."""
+    uow = unit_of_work(session)
+    if not uow.buffered:
+        return
+    batches: dict[Executable, list[dict[str, Any]]] = {}
+    for item in uow.buffered:
+        batches.setdefault(item.statement, []).append(item.row)
+    uow.buffered = []
+    connection = session.connection()
+    for statement, rows in batches.items():
+        connection.execute(statement, rows)
+
+
+def before_read(state: ORMExecuteState) -> None:
+    """``do_orm_execute``: buffered rows reach the database before any statement that might read them."""
+    write_buffered(state.session)
+
+
+def before_commit(session: Session) -> None:
+    """``before_commit``: nothing buffered is left behind."""
+    write_buffered(session)
+
+
+def transaction_begun(session: Session, transaction: SessionTransaction) -> None:
+    """``after_transaction_create``: remember where a savepoint's buffered rows begin."""
+    if transaction.nested:
+        uow = unit_of_work(session)
+        uow.savepoints[transaction] = uow.buffer_seq
+
+
+def transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    """``after_transaction_end``: a closed savepoint's position is no longer needed."""
+    unit_of_work(session).savepoints.pop(transaction, None)
+
+
+def forget(session: Session, previous: SessionTransaction | None = None) -> None:
     """``after_commit`` / ``after_soft_rollback``: forget rows known from memory.
 
     A rollback (even of a savepoint) may take opened rows back, so their ids
-    are not trusted after it. Deferred writes need no reset: an object that a
-    rollback dropped is neither pending nor persistent and is skipped.
+    are not trusted after it, and the rows buffered since the rolled-back
+    transaction began are dropped with it. Deferred writes need no reset: an
+    object that a rollback dropped is neither pending nor persistent and is skipped.
     """
-    unit_of_work(session).fresh_ids.clear()
+    uow = unit_of_work(session)
+    uow.fresh_ids.clear()
+    if previous is None:
+        return
+    start = uow.savepoints.get(previous, 0) if previous.nested else 0
+    uow.buffered = [item for item in uow.buffered if item.seq < start]

@@ -37,9 +37,10 @@ from mailticket.store.schema import (
 )
 
 # Rows nobody reads back as objects (the Message-ID index, the audit log) are
-# written and read with prebuilt Core statements: no unit of work, no
-# RETURNING of an id, no statement built per call. They reference stored
-# tickets only, so they never wait for a flush.
+# written and read with prebuilt Core statements: no RETURNING of an id, no
+# statement built per call. They are buffered on the unit of work and written
+# in one executemany per table at its next flush point (store.after_flush).
+# They reference stored tickets only, so they never wait for a flush.
 _IDS = cast(Table, MessageIdIndex.__table__)
 _KNOWN_ID = select(_IDS.c.message_id).where(_IDS.c.message_id == bindparam("mid"))
 _TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
@@ -55,19 +56,18 @@ def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
 
 
 def _settle(session: Session) -> None:
-    """Write index rows that still wait for their article's id, before reading the index."""
+    """Write index rows that still wait for their article's id or sit in the buffer, before reading the index."""
     if after_flush.waiting(session, _write_pending_ids):
         session.flush()
+    after_flush.write_buffered(session)
 
 
 def _write_pending_ids(session: Session, flushed: after_flush.Flushed) -> None:
     """After a flush gave new articles their ids, index their Message-IDs in one statement."""
-    rows = [
-        {"message_id": message_id, "ticket_id": article.ticket_id,
-         "article_id": article.id, "direction": direction.value}
-        for article, (message_id, direction) in flushed
-    ]
-    session.connection().execute(_INSERT_ID, rows)
+    for article, (message_id, direction) in flushed:
+        after_flush.buffer(session, _INSERT_ID, {
+            "message_id": message_id, "ticket_id": article.ticket_id,
+            "article_id": article.id, "direction": direction.value})
 
 
 def is_known_message_id(session: Session, message_id: str | None) -> bool:
@@ -270,11 +270,11 @@ def index_message_id(
     """Remember a Message-ID for threading; the first ticket to claim an id keeps it.
 
     ``fresh`` says the id cannot be stored yet (we just made it, or the caller
-    looked), so the lookup is skipped. The row is written at once (``ticket_id``
-    must be a stored ticket).
+    looked), so the lookup is skipped. The row is buffered for the next flush
+    point (``ticket_id`` must be a stored ticket).
     """
     if fresh or not is_known_message_id(session, message_id):
-        session.connection().execute(_INSERT_ID, {
+        after_flush.buffer(session, _INSERT_ID, {
             "message_id": message_id, "ticket_id": ticket_id, "article_id": article_id,
             "direction": direction.value,
         })
@@ -345,8 +345,8 @@ def audit(
     now: datetime,
     evidence: str | None = None,
 ) -> None:
-    """Record who did what, when, and on what evidence (written at once, like a log line)."""
-    session.connection().execute(_INSERT_AUDIT, {
+    """Record who did what, when, and on what evidence (buffered to the next flush point)."""
+    after_flush.buffer(session, _INSERT_AUDIT, {
         "ticket_id": ticket_id, "at": now, "actor": actor, "action": action, "detail": detail,
         "evidence": evidence,
     })
