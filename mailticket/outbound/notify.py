@@ -218,12 +218,15 @@ def acknowledge(
     references: Sequence[str],
     now: datetime,
     suppressed: Collection[str] | None = None,
+    counts: tuple[int, int, int] | None = None,
 ) -> OutboxItem | None:
     """Send the customer an acknowledgement with the ticket reference (rate-limited).
 
-    ``suppressed``: the caller's lookup of suppressed addresses (see :func:`queue_mail`).
+    ``suppressed`` and ``counts``: the caller's :func:`~mailticket.outbound.caps.gate`
+    (suppressed addresses, see :func:`queue_mail`; the caps of an ``ack`` to ``to``).
     """
-    if not auto_mail_allowed(session, notifier.config.mail, to, "ack", now, per_day=1, ticket_id=ticket.id):
+    if not auto_mail_allowed(session, notifier.config.mail, to, "ack", now, per_day=1,
+                             ticket_id=ticket.id, counts=counts):
         return None
     about = ticket_context(notifier, ticket)
     context = {

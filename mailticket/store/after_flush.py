@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
@@ -69,8 +70,9 @@ class UnitOfWork(Session):
         self.fresh_ids: set[int] = set()
         self.buffered: list[_Buffered] = []
         self.buffer_seq = 0
-        # The buffer position at which each open savepoint began.
-        self.savepoints: dict[SessionTransaction, int] = {}
+        # The buffer position at which each savepoint began (weak: a savepoint's
+        # rollback event comes after its end, so nothing can pop it in between).
+        self.savepoints: WeakKeyDictionary[SessionTransaction, int] = WeakKeyDictionary()
 
 
 def unit_of_work(session: Session) -> UnitOfWork:
@@ -140,7 +142,12 @@ def before_read(state: ORMExecuteState) -> None:
 
 
 def before_commit(session: Session) -> None:
-    """``before_commit``: nothing buffered is left behind."""
+    """``before_commit``: nothing buffered is left behind.
+
+    The flush comes first, so the rows it makes ready (the Message-ID index of
+    new articles) go out in the same batch as those buffered before.
+    """
+    session.flush()
     write_buffered(session)
 
 
@@ -149,11 +156,6 @@ def transaction_begun(session: Session, transaction: SessionTransaction) -> None
     if transaction.nested:
         uow = unit_of_work(session)
         uow.savepoints[transaction] = uow.buffer_seq
-
-
-def transaction_ended(session: Session, transaction: SessionTransaction) -> None:
-    """``after_transaction_end``: a closed savepoint's position is no longer needed."""
-    unit_of_work(session).savepoints.pop(transaction, None)
 
 
 def forget(session: Session, previous: SessionTransaction | None = None) -> None:

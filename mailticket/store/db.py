@@ -78,7 +78,6 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     event.listen(factory, "do_orm_execute", after_flush.before_read)
     event.listen(factory, "before_commit", after_flush.before_commit)
     event.listen(factory, "after_transaction_create", after_flush.transaction_begun)
-    event.listen(factory, "after_transaction_end", after_flush.transaction_ended)
     event.listen(factory, "after_commit", after_flush.forget)
     event.listen(factory, "after_soft_rollback", after_flush.forget)
     return factory
