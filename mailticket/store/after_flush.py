@@ -69,6 +69,8 @@ class UnitOfWork(Session):
         self.deferred: list[_Deferred] = []
         self.fresh_ids: set[int] = set()
         self.buffered: list[_Buffered] = []
+        # Tickets whose row this transaction has locked (tickets.get_for_update).
+        self.locked: set[int] = set()
         self.buffer_seq = 0
         # The buffer position at which each savepoint began (weak: a savepoint's
         # rollback event comes after its end, so nothing can pop it in between).
@@ -168,6 +170,8 @@ def forget(session: Session, previous: SessionTransaction | None = None) -> None
     """
     uow = unit_of_work(session)
     uow.fresh_ids.clear()
+    if previous is None or not previous.nested:
+        uow.locked.clear()
     if previous is None:
         return
     start = uow.savepoints.get(previous, 0) if previous.nested else 0

@@ -35,6 +35,7 @@ from mailticket.store.schema import (
     Ticket,
     TicketContact,
 )
+from mailticket.tickets import sla_facts
 
 # Rows nobody reads back as objects (the Message-ID index, the audit log) are
 # written and read with prebuilt Core statements: no RETURNING of an id, no
@@ -87,6 +88,24 @@ def known_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str,
     return {mid: ticket_id for mid, ticket_id in rows}
 
 
+def get_for_update(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket a mail changes, its row locked until commit on PostgreSQL.
+
+    Its ``sla_facts`` are read, extended in memory and written back, so two
+    instances must not change one ticket at once: ``FOR NO KEY UPDATE`` (which
+    does not block rows that only reference it) and a fresh read of the row once
+    the lock is held. SQLite's ``BEGIN IMMEDIATE`` already serialises writers.
+    """
+    uow = after_flush.unit_of_work(session)
+    if ticket_id in uow.locked or session.get_bind().dialect.name == "sqlite":
+        return session.get(Ticket, ticket_id)
+    ticket = session.get(Ticket, ticket_id, with_for_update={"key_share": True},
+                         populate_existing=True)
+    if ticket is not None:
+        uow.locked.add(ticket_id)
+    return ticket
+
+
 def find_by_message_ids(
     session: Session, message_ids: Sequence[str], known: Mapping[str, int] | None = None
 ) -> Ticket | None:
@@ -97,14 +116,14 @@ def find_by_message_ids(
     by_id = known_message_ids(session, message_ids) if known is None else known
     for mid in message_ids:
         if mid in by_id:
-            return follow_merges(session, session.get(Ticket, by_id[mid]))
+            return follow_merges(session, get_for_update(session, by_id[mid]))
     return None
 
 
 def find_by_numbers(session: Session, numbers: Iterable[int]) -> Ticket | None:
     """The first existing ticket among subject-tag numbers, following merges."""
     for number in numbers:
-        ticket = session.get(Ticket, number)
+        ticket = get_for_update(session, number)
         if ticket is not None:
             return follow_merges(session, ticket)
     return None
@@ -114,7 +133,7 @@ def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
     """A merged ticket's mail goes to the ticket it was merged into."""
     hops = 0
     while ticket is not None and ticket.merged_into is not None and hops < 10:
-        ticket = session.get(Ticket, ticket.merged_into)
+        ticket = get_for_update(session, ticket.merged_into)
         hops += 1
     return ticket
 
@@ -162,6 +181,7 @@ def open_ticket(
         updated_at=now,
     )
     ticket.contacts.append(TicketContact(address=requester, role="requester"))
+    sla_facts.start(ticket)
     session.add(ticket)
     session.flush()
     # Untouched by a status change or an engineer's reply since: its SLA clock
@@ -253,6 +273,7 @@ def add_article(
         after_flush.defer(session, _write_pending_ids, article, message_id, direction)
     session.add(article)
     ticket.updated_at = now
+    sla_facts.note_article(ticket, kind.value, now)
     if kind == ArticleKind.REPLY:
         _touched(session, ticket)
     return article
@@ -333,6 +354,7 @@ def change_status(
     if visible is not None:
         detail["visible"] = visible
     audit(session, ticket.id, actor, "status", detail, now, evidence)
+    sla_facts.note_status(ticket, sla_facts.StatusChange(now, old.value, new.value, visible))
     return True
 
 

@@ -28,6 +28,7 @@ from mailticket.model import Calendar, SlaPlan
 from mailticket.sla.business_hours import business_minutes_between
 from mailticket.sla.clock import Deadline, Pause, SlaEventDue, SlaStatus, TicketClock, Timer
 from mailticket.store.schema import SlaEvent, Ticket
+from mailticket.tickets import sla_facts
 
 EventKey = tuple[str, str, datetime]
 
@@ -75,6 +76,9 @@ def append(session: Session, ticket_id: int, entry: Entry, now: datetime) -> boo
             ))
     except IntegrityError:
         return False
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is not None:
+        sla_facts.note_sent(ticket, (entry.timer, entry.kind, entry.deadline))
     return True
 
 

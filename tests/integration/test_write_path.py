@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from support.configs import make_config
 from support.mails import build, new_id
 
+from mailticket.model import ArticleKind, Direction, Priority
 from mailticket.store import after_flush
 from mailticket.store.db import transaction
 from mailticket.store.schema import AuditEvent, Ticket
@@ -82,7 +83,7 @@ def test_buffered_rows_are_written_before_a_read_and_dropped_with_their_savepoin
     with transaction(h.factory) as session:
         ticket = tickets.open_ticket(session, subject="x", contract=None,
                                      requester="ivan@acme.example",
-                                     priority=tickets.Priority.MINOR, now=NOW)
+                                     priority=Priority.MINOR, now=NOW)
         tickets.audit(session, ticket.id, "a", "kept", {}, NOW)
         savepoint = session.begin_nested()
         tickets.audit(session, ticket.id, "a", "dropped", {}, NOW)
@@ -107,3 +108,41 @@ def test_buffered_rows_are_written_before_a_read_and_dropped_with_their_savepoin
         raise RuntimeError
     with transaction(h.factory) as session:
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 4
+
+
+def test_a_customer_reply_restamps_the_sla_clock_without_reading_the_history(
+    h: Harness,
+) -> None:
+    first = new_id()
+    h.deliver(build(from_="ivan@acme.example", message_id=first))
+    # An engineer's answer, so the customer's next mail starts a next-response cycle.
+    with transaction(h.factory) as session:
+        stored = session.get(Ticket, h.tickets()[0].id)
+        assert stored is not None
+        tickets.add_article(session, stored, direction=Direction.OUT,
+                            kind=ArticleKind.REPLY, from_addr="anna@provider.example",
+                            to_addrs=["ivan@acme.example"], subject="Re", text="Перезагрузите",
+                            now=h.clock.now)
+    h.clock.advance(minutes=5)
+    [ticket] = h.tickets()
+    before = ticket.sla_facts
+    assert before is not None and before["last_reply_at"] is not None
+    spool_id = h.spool(build(from_="ivan@acme.example", subject="Re: Принтер не печатает",
+                             body="Всё ещё не печатает", in_reply_to=first))
+    with statements(h.engine) as seen:
+        h.worker.drain()
+    assert h.spool_row(spool_id).outcome == "reply"
+    reads = [s.split(" FROM ")[1].split()[0] for s in seen if s.startswith("SELECT")]
+    # The spool row, the cited Message-ID, the ticket (locked on PostgreSQL) and the
+    # suppression of the engineers told: nothing of the audit log, articles or SLA record.
+    assert not {"audit_events", "articles", "sla_events"} & set(reads), reads
+    ticket_reads = [s for s in seen if s.startswith("SELECT") and " FROM tickets " in s]
+    assert len(ticket_reads) == 1
+    if h.engine.dialect.name == "postgresql":
+        assert ticket_reads[0].endswith("FOR NO KEY UPDATE")
+    # The facts changed with the ticket's one UPDATE; a full read agrees (harness close).
+    updates = [s for s in seen if s.startswith("UPDATE tickets")]
+    assert len(updates) == 1 and "sla_facts" in updates[0]
+    [ticket] = h.tickets()
+    assert ticket.sla_facts is not None and ticket.sla_facts != before
+    assert ticket.sla_facts["unanswered_since"] == h.clock.now.isoformat()
