@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import inspect
@@ -48,6 +48,12 @@ class _Deferred:
     payload: tuple[Any, ...]
 
 
+class IdSupply(Protocol):
+    """Hands out ids before the INSERT (``store.outbox_ids.OutboxIds``)."""
+
+    def take(self, session: Session) -> int: ...
+
+
 @dataclass
 class _Buffered:
     seq: int
@@ -64,13 +70,17 @@ class UnitOfWork(Session):
     stamp needs no read back), forgotten at commit and at any rollback.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, outbox_ids: IdSupply | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The factory's supply of outbox ids (store.outbox_ids), shared by its sessions.
+        self.outbox_ids = outbox_ids
         self.deferred: list[_Deferred] = []
         self.fresh_ids: set[int] = set()
         self.buffered: list[_Buffered] = []
         # Tickets whose row this transaction has locked (tickets.get_for_update).
         self.locked: set[int] = set()
+        # SQLite: the next outbox id this transaction may use (store.outbox_ids).
+        self.next_outbox_id: int | None = None
         self.buffer_seq = 0
         # The buffer position at which each savepoint began (weak: a savepoint's
         # rollback event comes after its end, so nothing can pop it in between).
@@ -172,6 +182,7 @@ def forget(session: Session, previous: SessionTransaction | None = None) -> None
     uow.fresh_ids.clear()
     if previous is None or not previous.nested:
         uow.locked.clear()
+        uow.next_outbox_id = None
     if previous is None:
         return
     start = uow.savepoints.get(previous, 0) if previous.nested else 0

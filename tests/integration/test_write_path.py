@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from support.configs import make_config
 from support.mails import build, new_id
 
+from mailticket.mail import addresses
 from mailticket.model import ArticleKind, Direction, Priority
 from mailticket.store import after_flush
 from mailticket.store.db import transaction
@@ -55,6 +56,11 @@ def statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
+def verp_outbox_id(envelope_from: str, config: Any) -> int | None:
+    """The outbox id a VERP sender names, checked with the site's secret."""
+    return addresses.parse_verp(config.mail.reply_token_secret, envelope_from)
+
+
 def _inserts(seen: list[str]) -> Counter[str]:
     return Counter(s.split()[2] for s in seen if s.startswith("INSERT INTO"))
 
@@ -71,10 +77,15 @@ def test_a_new_ticket_reads_suppression_and_caps_once_for_all_its_recipients(h: 
     assert "auto_reply_log" in gates[0]
     assert not [s for s in seen if "auto_reply_log" in s and s.startswith("SELECT")
                 and "address_suppressions" not in s]
-    # Audit rows, Message-ID index rows and the auto-reply log: one INSERT each.
+    # Audit rows, Message-ID index rows, the auto-reply log and the three outbox
+    # rows (their ids reserved, so the VERP sender is in the INSERT): one INSERT each.
     counted = _inserts(seen)
-    for table in ("audit_events", "message_ids", "auto_reply_log"):
+    for table in ("audit_events", "message_ids", "auto_reply_log", "outbox"):
         assert counted[table] == 1, (table, counted)
+    assert not [s for s in seen if s.startswith("UPDATE outbox")]
+    for row in h.outbox():
+        assert row.envelope_from.startswith("support+")
+        assert verp_outbox_id(row.envelope_from, h.config) == row.id
 
 
 def test_buffered_rows_are_written_before_a_read_and_dropped_with_their_savepoint(
