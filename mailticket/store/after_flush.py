@@ -17,7 +17,8 @@ points, before anything could read them: after every flush, before every ORM
 read or write through the session (``do_orm_execute``, as autoflush does), and
 before commit. A reader that goes around the session (``session.connection()``)
 calls :func:`write_buffered` first. A rolled-back savepoint drops the rows
-buffered inside it; rows written before it began were sent before it began.
+buffered inside it, and rows buffered before it but sent inside it are
+buffered again (the database rolled them back).
 
 The queue is a typed attribute of :class:`UnitOfWork`, the session class the
 factory makes, not an entry in ``session.info``, and no listener is registered
@@ -82,9 +83,14 @@ class UnitOfWork(Session):
         # SQLite: the next outbox id this transaction may use (store.outbox_ids).
         self.next_outbox_id: int | None = None
         self.buffer_seq = 0
-        # The buffer position at which each savepoint began (weak: a savepoint's
-        # rollback event comes after its end, so nothing can pop it in between).
-        self.savepoints: WeakKeyDictionary[SessionTransaction, int] = WeakKeyDictionary()
+        # Rows already sent in this transaction, in order: a savepoint that rolls
+        # back takes with it those sent inside it, and the ones buffered before
+        # it began go back into the buffer.
+        self.written: list[_Buffered] = []
+        # Where each savepoint began: (buffer position, len(written)). Weak: a
+        # savepoint's rollback event comes after its end, so nothing pops it.
+        self.savepoints: WeakKeyDictionary[SessionTransaction, tuple[int, int]] = (
+            WeakKeyDictionary())
 
 
 def unit_of_work(session: Session) -> UnitOfWork:
@@ -142,6 +148,7 @@ def write_buffered(session: Session) -> None:
     batches: dict[Executable, list[dict[str, Any]]] = {}
     for item in uow.buffered:
         batches.setdefault(item.statement, []).append(item.row)
+    uow.written.extend(uow.buffered)
     uow.buffered = []
     connection = session.connection()
     for statement, rows in batches.items():
@@ -167,7 +174,7 @@ def transaction_begun(session: Session, transaction: SessionTransaction) -> None
     """``after_transaction_create``: remember where a savepoint's buffered rows begin."""
     if transaction.nested:
         uow = unit_of_work(session)
-        uow.savepoints[transaction] = uow.buffer_seq
+        uow.savepoints[transaction] = (uow.buffer_seq, len(uow.written))
 
 
 def forget(session: Session, previous: SessionTransaction | None = None) -> None:
@@ -175,7 +182,8 @@ def forget(session: Session, previous: SessionTransaction | None = None) -> None
 
     A rollback (even of a savepoint) may take opened rows back, so their ids
     are not trusted after it, and the rows buffered since the rolled-back
-    transaction began are dropped with it. Deferred writes need no reset: an
+    transaction began are dropped with it; rows buffered before a savepoint
+    but sent inside it are buffered again. Deferred writes need no reset: an
     object that a rollback dropped is neither pending nor persistent and is skipped.
     """
     uow = unit_of_work(session)
@@ -183,7 +191,13 @@ def forget(session: Session, previous: SessionTransaction | None = None) -> None
     if previous is None or not previous.nested:
         uow.locked.clear()
         uow.next_outbox_id = None
-    if previous is None:
+    if previous is None or not previous.nested:
+        uow.buffered = []
+        uow.written = []
         return
-    start = uow.savepoints.get(previous, 0) if previous.nested else 0
-    uow.buffered = [item for item in uow.buffered if item.seq < start]
+    start, sent = uow.savepoints.get(previous, (0, 0))
+    # Rows buffered before the savepoint but sent inside it were rolled back with it.
+    again = [item for item in uow.written[sent:] if item.seq < start]
+    del uow.written[sent:]
+    kept = [item for item in uow.buffered if item.seq < start]
+    uow.buffered = sorted(again + kept, key=lambda item: item.seq)

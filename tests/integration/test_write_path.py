@@ -110,15 +110,24 @@ def test_buffered_rows_are_written_before_a_read_and_dropped_with_their_savepoin
         assert actions == ["kept", "released", "buffered"]
         assert not after_flush.unit_of_work(session).buffered
         tickets.audit(session, ticket.id, "a", "at commit", {}, NOW)
+        # Buffered before a savepoint, sent by a read inside it, rolled back with it:
+        # the row goes back into the buffer and is written at commit.
+        tickets.audit(session, ticket.id, "a", "sent inside", {}, NOW)
+        savepoint = session.begin_nested()
+        session.execute(select(Ticket.id))
+        tickets.audit(session, ticket.id, "a", "dropped too", {}, NOW)
+        session.execute(select(Ticket.id))
+        savepoint.rollback()
     with transaction(h.factory) as session:
-        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 4
+        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+        assert actions == ["kept", "released", "buffered", "at commit", "sent inside"]
         assert session.scalar(select(func.count()).select_from(Ticket)) == 1
     # A rolled-back transaction writes nothing it buffered.
     with pytest.raises(RuntimeError), transaction(h.factory) as session:
         tickets.audit(session, None, "a", "lost", {}, NOW)
         raise RuntimeError
     with transaction(h.factory) as session:
-        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 4
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 5
 
 
 def test_a_customer_reply_restamps_the_sla_clock_without_reading_the_history(
