@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from support.configs import make_config
 from support.mails import build, new_id
 
+from mailticket.errors import StoreError
 from mailticket.mail import addresses
 from mailticket.model import ArticleKind, Direction, Priority
 from mailticket.store import after_flush
@@ -166,3 +167,21 @@ def test_a_customer_reply_restamps_the_sla_clock_without_reading_the_history(
     [ticket] = h.tickets()
     assert ticket.sla_facts is not None and ticket.sla_facts != before
     assert ticket.sla_facts["unanswered_since"] == h.clock.now.isoformat()
+
+
+def test_a_buffered_row_the_database_refuses_fails_the_transaction_as_a_store_error(
+    h: Harness,
+) -> None:
+    # Two tables in one batch (PostgreSQL sends them in one pipeline); one
+    # Message-ID indexed twice by a caller that wrongly said it was fresh.
+    mid = new_id()
+    with pytest.raises(StoreError), transaction(h.factory) as session:
+        ticket = tickets.open_ticket(session, subject="x", contract=None,
+                                     requester="ivan@acme.example", priority=Priority.MINOR,
+                                     now=NOW)
+        tickets.audit(session, ticket.id, "a", "opened", {}, NOW)
+        for _ in range(2):
+            tickets.index_message_id(session, mid, ticket.id, None, Direction.IN, fresh=True)
+    with transaction(h.factory) as session:
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 0
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
