@@ -185,3 +185,23 @@ def test_a_buffered_row_the_database_refuses_fails_the_transaction_as_a_store_er
     with transaction(h.factory) as session:
         assert session.scalar(select(func.count()).select_from(Ticket)) == 0
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
+def test_a_ticket_without_facts_is_read_in_full_once_and_then_keeps_them(h: Harness) -> None:
+    first = new_id()
+    h.deliver(build(from_="ivan@acme.example", message_id=first))
+    # As a ticket stored before migration 0012 would be.
+    with transaction(h.factory) as session:
+        stored = session.get(Ticket, h.tickets()[0].id)
+        assert stored is not None
+        stored.sla_facts = None
+    h.clock.advance(minutes=5)
+    spool_id = h.spool(build(from_="ivan@acme.example", subject="Re: Принтер не печатает",
+                             body="Ещё вопрос", in_reply_to=first))
+    with statements(h.engine) as seen:
+        h.worker.drain()
+    assert h.spool_row(spool_id).outcome == "reply"
+    # The full read happened once (the audit log and the articles), and its result was kept.
+    assert len([s for s in seen if s.startswith("SELECT") and " FROM audit_events " in s]) == 1
+    [ticket] = h.tickets()
+    assert ticket.sla_facts is not None
