@@ -26,7 +26,7 @@ from mailticket.outbound.caps import auto_mail_allowed, log_auto_mail
 from mailticket.outbound.render import Rendered, Renderer
 from mailticket.store import after_flush, outbox_ids
 from mailticket.store.schema import OutboxItem, QueueState, Ticket
-from mailticket.tickets.service import index_message_id, log_article, ref_of
+from mailticket.tickets.service import add_article, index_message_id, ref_of
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ def acknowledge(
         auto_submitted="auto-replied",
         suppressed=suppressed,
     )
-    log_article(
+    add_article(
         session,
         ticket,
         direction=Direction.OUT,
@@ -251,6 +251,7 @@ def acknowledge(
         from_addr=notifier.support_address,
         to_addrs=[to],
         subject=ticket.subject,
+        text="",
         now=now,
         author="mailticket",
     )

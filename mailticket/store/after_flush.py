@@ -156,16 +156,8 @@ def write_buffered(session: Session) -> None:
 
 
 def before_read(state: ORMExecuteState) -> None:
-    """``do_orm_execute``: buffered rows reach the database before any statement that might read them.
-
-    The autoflush that would follow comes first, so buffered rows always follow
-    the pending objects they were queued after (an acknowledgement's article
-    after the customer's).
-    """
-    session = state.session
-    if session.autoflush and not session._flushing and unit_of_work(session).buffered:
-        session.flush()
-    write_buffered(session)
+    """``do_orm_execute``: buffered rows reach the database before any statement that might read them."""
+    write_buffered(state.session)
 
 
 def before_commit(session: Session) -> None:

@@ -279,40 +279,6 @@ def add_article(
     return article
 
 
-_INSERT_ARTICLE = insert(cast(Table, Article.__table__))
-
-
-def log_article(
-    session: Session,
-    ticket: Ticket,
-    *,
-    direction: Direction,
-    kind: ArticleKind,
-    from_addr: str,
-    to_addrs: Sequence[str],
-    subject: str,
-    now: datetime,
-    author: str | None = None,
-) -> None:
-    """Append an article nobody reads back in this transaction (an acknowledgement's trace).
-
-    No Message-ID, no attachments, no text: one buffered Core row, written at
-    the next flush point after the pending articles queued before it, so the
-    order of a ticket's articles is the order they were added. The ticket's
-    ``articles`` collection, if loaded, does not see it.
-    """
-    after_flush.buffer(session, _INSERT_ARTICLE, {
-        "ticket_id": ticket.id, "direction": direction.value, "kind": kind.value,
-        "message_id": None, "from_addr": from_addr, "to_addrs": list(to_addrs),
-        "subject": subject, "text": "", "html": None, "spool_id": None, "author": author,
-        "evidence": None, "defects": [], "created_at": now,
-    })
-    ticket.updated_at = now
-    sla_facts.note_article(ticket, kind.value, now)
-    if kind == ArticleKind.REPLY:
-        _touched(session, ticket)
-
-
 def index_message_id(
     session: Session,
     message_id: str,
