@@ -9,14 +9,13 @@ sides.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from mailticket.config import Config
 from mailticket.log import get as get_logger
@@ -25,7 +24,7 @@ from mailticket.model import ArticleKind, Direction, Line
 from mailticket.outbound import promise, stopped, suppression
 from mailticket.outbound.caps import auto_mail_allowed, log_auto_mail
 from mailticket.outbound.render import Rendered, Renderer
-from mailticket.store import after_flush
+from mailticket.store import after_flush, outbox_ids
 from mailticket.store.schema import OutboxItem, QueueState, Ticket
 from mailticket.tickets.service import add_article, index_message_id, ref_of
 
@@ -85,28 +84,11 @@ def ticket_context(notifier: Notifier, ticket: Ticket) -> dict[str, Any]:
     }
 
 
-_OUTBOX = cast(Table, OutboxItem.__table__)
-_SET_ENVELOPE_FROM = (
-    update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(envelope_from=bindparam("verp"))
-)
-
-
-def _stamp_verp(session: Session, flushed: after_flush.Flushed) -> None:
-    """After a flush gave queued outbox rows their ids, give each its VERP envelope sender.
-
-    One UPDATE for every row of the flush, written straight away and recorded
-    as the rows' stored value, so it costs no second flush. A row dropped by a
-    rolled-back savepoint is forgotten.
-    """
-    stamped = [
-        (item, addresses.verp_return_path(support, item.id, secret))
-        for item, (support, secret) in flushed
-    ]
-    session.connection().execute(
-        _SET_ENVELOPE_FROM, [{"row_id": item.id, "verp": verp} for item, verp in stamped]
-    )
-    for item, verp in stamped:
-        set_committed_value(item, "envelope_from", verp)
+# Outbox rows are written with a prebuilt Core INSERT, buffered on the unit of
+# work with their Message-ID index rows (one executemany per table at the next
+# flush point). The id is reserved first (store.outbox_ids), so the VERP
+# envelope sender that names it is in the INSERT: no UPDATE, no flush per mail.
+_INSERT_OUTBOX = insert(cast(Table, OutboxItem.__table__))
 
 
 def queue_mail(
@@ -131,6 +113,7 @@ def queue_mail(
     rendered: Rendered | None = None,
     suppressed: Collection[str] | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    finish_raw: Callable[[bytes], bytes] | None = None,
 ) -> OutboxItem | None:
     """Render, compose and queue one mail; it leaves when the transaction commits.
 
@@ -139,7 +122,12 @@ def queue_mail(
     result is None. The row's VERP ``envelope_from`` is set at the session's
     next flush, when the row has its id. A caller sending one text to several people may pass it
     ``rendered`` and the ``suppressed`` addresses among all of them, so both
-    are worked out once.
+    are worked out once. ``finish_raw`` gets the composed mail and returns
+    what is queued (the monthly report puts its charts in).
+
+    The row is buffered (written at the session's next flush point); the
+    result is a snapshot of it, not an object of the session: changing it
+    changes nothing stored.
     """
     everyone = [*to, *cc]
     blocked = (suppression.suppressed_among(session, everyone) if suppressed is None
@@ -182,24 +170,27 @@ def queue_mail(
         extra_headers=extra_headers,
         date=now,
     )
-    item = OutboxItem(
-        ticket_id=ticket.id if ticket is not None else None,
-        kind=kind,
-        envelope_from=notifier.support_address,
-        rcpt_tos=[*to, *cc],
-        message_id=message_id,
-        raw=raw,
-        state=QueueState.QUEUED,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(item)
-    # VERP: the envelope sender names this row, so a bounce finds it without
-    # trusting anything in the bounce body. The row has no id until the next
-    # flush, which writes it (see _stamp_verp); no flush per mail here.
-    after_flush.defer(session, _stamp_verp, item, notifier.support_address,
-                      notifier.config.mail.reply_token_secret)
+    if finish_raw is not None:
+        raw = finish_raw(raw)
+    row_id = outbox_ids.take(session)
+    row: dict[str, Any] = {
+        "id": row_id,
+        "ticket_id": ticket.id if ticket is not None else None,
+        "kind": kind,
+        # VERP: the envelope sender names this row, so a bounce finds it without
+        # trusting anything in the bounce body.
+        "envelope_from": addresses.verp_return_path(
+            notifier.support_address, row_id, notifier.config.mail.reply_token_secret),
+        "rcpt_tos": [*to, *cc],
+        "message_id": message_id,
+        "raw": raw,
+        "state": QueueState.QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    after_flush.buffer(session, _INSERT_OUTBOX, row)
+    item = OutboxItem(**row)
     if ticket is not None:
         index_message_id(session, message_id, ticket.id, None, Direction.OUT, fresh=True)
     if auto_submitted != "no":
@@ -218,12 +209,15 @@ def acknowledge(
     references: Sequence[str],
     now: datetime,
     suppressed: Collection[str] | None = None,
+    counts: tuple[int, int, int] | None = None,
 ) -> OutboxItem | None:
     """Send the customer an acknowledgement with the ticket reference (rate-limited).
 
-    ``suppressed``: the caller's lookup of suppressed addresses (see :func:`queue_mail`).
+    ``suppressed`` and ``counts``: the caller's :func:`~mailticket.outbound.caps.gate`
+    (suppressed addresses, see :func:`queue_mail`; the caps of an ``ack`` to ``to``).
     """
-    if not auto_mail_allowed(session, notifier.config.mail, to, "ack", now, per_day=1, ticket_id=ticket.id):
+    if not auto_mail_allowed(session, notifier.config.mail, to, "ack", now, per_day=1,
+                             ticket_id=ticket.id, counts=counts):
         return None
     about = ticket_context(notifier, ticket)
     context = {

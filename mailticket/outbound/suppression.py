@@ -61,9 +61,13 @@ class SuppressedAddress:
         return self.cleared_at is None or self.cleared_at < self.suppressed_at
 
 
-def _key(address: str) -> str:
-    # Identity is the strict addr-spec, lower-cased with an IDNA domain (R5.4).
+def key_of(address: str) -> str:
+    """The address as the suppression list stores it: the strict addr-spec, lower-cased
+    with an IDNA domain (R5.4)."""
     return normalise_address(address) or address.strip().lower()
+
+
+_key = key_of
 
 
 def _row(session: Session, address: str) -> AddressSuppression | None:

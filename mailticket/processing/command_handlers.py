@@ -24,6 +24,7 @@ from mailticket.reports import incident_facts
 from mailticket.sla.explain import show_time
 from mailticket.store.schema import Ticket
 from mailticket.tickets import service as tickets
+from mailticket.tickets import sla_facts
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def _priority(c: CommandContext, command: Command) -> CommandResult:
     old = c.ticket.priority
     c.ticket.priority = Priority(arg).value
     c.audit("priority", {"from": old, "to": arg})
+    sla_facts.note_priority(c.ticket, c.run.now)
     return f"priority is now {arg}"
 
 
@@ -130,7 +132,7 @@ def _uncc(c: CommandContext, command: Command) -> CommandResult:
 def _merge(c: CommandContext, command: Command) -> CommandResult:
     session, prefix = c.run.session, c.run.config.mail.ticket_prefix
     ref = TicketRef.parse(command.arg or "", prefix)
-    target = session.get(Ticket, ref.number) if ref is not None else None
+    target = tickets.get_for_update(session, ref.number) if ref is not None else None
     if target is None or target.id == c.ticket.id:
         raise CommandError(command.line, f"no other ticket {command.arg}")
     if target.contract_id != c.ticket.contract_id:

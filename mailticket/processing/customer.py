@@ -23,7 +23,7 @@ from mailticket.mail.compose import strip_reply_prefixes
 from mailticket.mail.parse import InboundMail
 from mailticket.mail.quotes import strip_reply
 from mailticket.model import ArticleKind, Direction, MailKind, PrincipalKind, Priority, Status
-from mailticket.outbound import notify, stopped, suppression
+from mailticket.outbound import caps, notify, stopped, suppression
 from mailticket.policy import contracts, kb, routing
 from mailticket.processing import engineer
 from mailticket.processing import ratings as feedback
@@ -249,8 +249,16 @@ def announce(work: Work, ctx: Context) -> Work:
         engineers = (routing.notice_recipients(ctx.config, ticket.contract_id, ticket.assignee)
                      or notify.engineers_for(ctx.notifier, ticket))
     blocked: set[str] | None = None
-    if work.event == "new" or engineers:
-        # Nothing this mail changed is a suppression row: no need to flush first.
+    counts: tuple[int, int, int] | None = None
+    # Nothing this mail changed is a suppression row: no need to flush first.
+    if work.event == "new":
+        # One query: who is suppressed, and the caps of the acknowledgement.
+        with ctx.session.no_autoflush:
+            found = caps.gate(ctx.session, [ticket.requester, *engineers],
+                              recipient=ticket.requester, kind="ack", ticket_id=ticket.id,
+                              now=ctx.now)
+        blocked, counts = found.suppressed, found.counts
+    elif engineers:
         with ctx.session.no_autoflush:
             blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
     if work.event == "new":
@@ -267,6 +275,7 @@ def announce(work: Work, ctx: Context) -> Work:
             references=mail.references,
             now=ctx.now,
             suppressed=blocked,
+            counts=counts,
         )
     if work.event in _NOTICE_EVENTS:
         notify.notify_engineers(

@@ -122,7 +122,7 @@ def thread(work: Work, ctx: Context) -> Work | Outcome:
             f"the reply address belongs to {auth.token_owner}, not to {auth.principal.address}"),
             Disposition.TOKEN_MISMATCH, recorded=True)
     if work.auth.token_ticket_id is not None:
-        ticket = tickets.follow_merges(ctx.session, ctx.session.get(Ticket, work.auth.token_ticket_id))
+        ticket = tickets.follow_merges(ctx.session, tickets.get_for_update(ctx.session, work.auth.token_ticket_id))
         if cited is not None and ticket is not None and cited.id != ticket.id:
             # A valid token pasted into another ticket's thread: the token binds one
             # ticket, so acting on the cited one would let a token travel.

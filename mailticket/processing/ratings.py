@@ -135,7 +135,7 @@ def from_link(work: Work, ctx: Context) -> Outcome:
                       "rating_token_refused", {"spool_id": work.spool_id}, ctx.now)
         return Outcome(Disposition.RATING_FORGED, detail=address)
     ticket_id, score = parsed
-    ticket = tickets.follow_merges(ctx.session, ctx.session.get(Ticket, ticket_id))
+    ticket = tickets.follow_merges(ctx.session, tickets.get_for_update(ctx.session, ticket_id))
     if ticket is None or principal.kind != PrincipalKind.CUSTOMER or not tickets.sender_belongs(
         ticket, principal.address, principal.contract_id
     ) or not _asked(principal.address, _latest_request(ctx, ticket)):

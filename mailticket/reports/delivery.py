@@ -97,12 +97,12 @@ def internal_recipients(notifier: Notifier) -> list[str]:
     return list(dict.fromkeys(notifier.config.mail.admin_addresses))
 
 
-def embed_images(item: OutboxItem, images: Mapping[str, bytes], names: Mapping[str, str]) -> None:
-    """Put each PNG beside the HTML part of a queued mail as the inline image of its ``cid``.
+def embed_images(raw: bytes, images: Mapping[str, bytes], names: Mapping[str, str]) -> bytes:
+    """A composed mail with each PNG beside its HTML part as the inline image of its ``cid``.
 
     ``images`` maps a Content-ID to the PNG, ``names`` the same Content-ID to a file name.
     """
-    msg = email.message_from_bytes(item.raw, policy=compose.SMTP_POLICY)
+    msg = email.message_from_bytes(raw, policy=compose.SMTP_POLICY)
     assert isinstance(msg, EmailMessage)
     html = next((p for p in msg.walk() if p.get_content_type() == "text/html"), None)
     if html is None:
@@ -111,7 +111,7 @@ def embed_images(item: OutboxItem, images: Mapping[str, bytes], names: Mapping[s
     for cid, png in images.items():
         html.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>",
                          disposition="inline", filename=names[cid])
-    item.raw = compose.to_bytes(msg)
+    return compose.to_bytes(msg)
 
 
 def queue(
@@ -130,16 +130,19 @@ def queue(
     csv_name = f"{base}.csv"
     context = export.template_context(report, {n: f"cid:{c}" for n, c in cids.items()},
                                       csv_name, internal=internal)
+    def with_charts(raw: bytes) -> bytes:
+        drawn = charts(report, locale)
+        return embed_images(raw, {cids[n]: png for n, png in drawn.items()},
+                            {cids[n]: f"{n}.png" for n in drawn})
+
     item = notify.queue_mail(
         session, notifier, kind=MARKER, to=to[:1], cc=to[1:], template="monthly_report",
         locale=locale, context=context, now=now,
         attachments=[(csv_name, "text/csv", export.to_csv(report, internal=internal).encode())],
+        finish_raw=with_charts,
     )
     if item is None:
         return None
-    drawn = charts(report, locale)
-    embed_images(item, {cids[n]: png for n, png in drawn.items()},
-                 {cids[n]: f"{n}.png" for n in drawn})
     detail: dict[str, object] = {"contract": report.contract_id, "month": report.month,
                                  "outbox_id": item.id}
     if internal:

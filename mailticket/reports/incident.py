@@ -42,6 +42,7 @@ from mailticket.reports import incident_facts
 from mailticket.sla.clock import EventKind
 from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, Ticket
 from mailticket.tickets import service as tickets
+from mailticket.tickets import sla_facts
 from mailticket.tickets import sla_stamp as sla_service
 
 # Audit actions shown in the customer's timeline; notes, refusals, token checks
@@ -189,6 +190,7 @@ def report_if_due(
     assert ticket.resolved_at is not None
     session.add(SlaEvent(ticket_id=ticket.id, timer=sla_service.INCIDENT_REPORT, kind="sent",
                          deadline=ticket.resolved_at, created_at=now))
+    sla_facts.note_sent(ticket, (sla_service.INCIDENT_REPORT, "sent", ticket.resolved_at))
     session.flush()
     contacts, staff = recipients(notifier.config, ticket)
     items = _queue(session, notifier, ticket, now, [

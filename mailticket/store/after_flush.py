@@ -1,4 +1,4 @@
-"""Writes that need a new row's id, queued on the unit of work and done right after its flush.
+"""Writes queued on the unit of work: rows that need a new row's id, and rows buffered for one batch.
 
 The outbox's VERP envelope sender and the Message-ID index of a new article
 both need an id the database assigns at flush. Forcing a flush per mail
@@ -7,6 +7,18 @@ function that writes it, and one ``after_flush_postexec`` listener, registered
 on the session factory by :func:`mailticket.store.db.make_sessionmaker`, hands
 each writer the objects that got an id, in one call. An object dropped by a
 rolled-back savepoint is forgotten; one not yet flushed waits for the next flush.
+
+Rows nobody reads back as objects (audit events, the Message-ID index, the
+auto-reply log, outbox rows with reserved ids) are *buffered* instead of
+written one statement each: :func:`buffer` keeps them on the unit of work and
+:func:`write_buffered` sends each statement once with all its rows (one
+``executemany``, one round trip). They are written at the unit of work's flush
+points, before anything could read them: after every flush, before every ORM
+read or write through the session (``do_orm_execute``, as autoflush does), and
+before commit. A reader that goes around the session (``session.connection()``)
+calls :func:`write_buffered` first. A rolled-back savepoint drops the rows
+buffered inside it, and rows buffered before it but sent inside it are
+buffered again (the database rolled them back).
 
 The queue is a typed attribute of :class:`UnitOfWork`, the session class the
 factory makes, not an entry in ``session.info``, and no listener is registered
@@ -18,10 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql import Executable
 
 Flushed = Sequence[tuple[Any, tuple[Any, ...]]]
 """What a writer receives: ``(object, payload)`` pairs whose object now has its id."""
@@ -35,6 +49,19 @@ class _Deferred:
     payload: tuple[Any, ...]
 
 
+class IdSupply(Protocol):
+    """Hands out ids before the INSERT (``store.outbox_ids.OutboxIds``)."""
+
+    def take(self, session: Session) -> int: ...
+
+
+@dataclass
+class _Buffered:
+    seq: int
+    statement: Executable
+    row: dict[str, Any]
+
+
 class UnitOfWork(Session):
     """The session our factory makes: a Session plus typed per-transaction scratch state.
 
@@ -44,10 +71,26 @@ class UnitOfWork(Session):
     stamp needs no read back), forgotten at commit and at any rollback.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, outbox_ids: IdSupply | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The factory's supply of outbox ids (store.outbox_ids), shared by its sessions.
+        self.outbox_ids = outbox_ids
         self.deferred: list[_Deferred] = []
         self.fresh_ids: set[int] = set()
+        self.buffered: list[_Buffered] = []
+        # Tickets whose row this transaction has locked (tickets.get_for_update).
+        self.locked: set[int] = set()
+        # SQLite: the next outbox id this transaction may use (store.outbox_ids).
+        self.next_outbox_id: int | None = None
+        self.buffer_seq = 0
+        # Rows already sent in this transaction, in order: a savepoint that rolls
+        # back takes with it those sent inside it, and the ones buffered before
+        # it began go back into the buffer.
+        self.written: list[_Buffered] = []
+        # Where each savepoint began: (buffer position, len(written)). Weak: a
+        # savepoint's rollback event comes after its end, so nothing pops it.
+        self.savepoints: WeakKeyDictionary[SessionTransaction, tuple[int, int]] = (
+            WeakKeyDictionary())
 
 
 def unit_of_work(session: Session) -> UnitOfWork:
@@ -84,13 +127,77 @@ def run_deferred(session: Session, _flush_context: object = None) -> None:
     uow.deferred = still_pending
     for writer, flushed in ready.items():
         writer(session, flushed)
+    write_buffered(session)
 
 
-def forget(session: Session, _previous: object = None) -> None:
+def buffer(session: Session, statement: Executable, row: dict[str, Any]) -> None:
+    """Queue one row of ``statement`` (a prebuilt Core INSERT) for the next flush point.
+
+    Every key the statement's rows use must be in every row (one ``executemany``).
+    """
+    uow = unit_of_work(session)
+    uow.buffered.append(_Buffered(uow.buffer_seq, statement, row))
+    uow.buffer_seq += 1
+
+
+def write_buffered(session: Session) -> None:
+    """Send the buffered rows: each statement once, with its rows, in first-queued order."""
+    uow = unit_of_work(session)
+    if not uow.buffered:
+        return
+    batches: dict[Executable, list[dict[str, Any]]] = {}
+    for item in uow.buffered:
+        batches.setdefault(item.statement, []).append(item.row)
+    uow.written.extend(uow.buffered)
+    uow.buffered = []
+    connection = session.connection()
+    for statement, rows in batches.items():
+        connection.execute(statement, rows)
+
+
+def before_read(state: ORMExecuteState) -> None:
+    """``do_orm_execute``: buffered rows reach the database before any statement that might read them."""
+    write_buffered(state.session)
+
+
+def before_commit(session: Session) -> None:
+    """``before_commit``: nothing buffered is left behind.
+
+    The flush comes first, so the rows it makes ready (the Message-ID index of
+    new articles) go out in the same batch as those buffered before.
+    """
+    session.flush()
+    write_buffered(session)
+
+
+def transaction_begun(session: Session, transaction: SessionTransaction) -> None:
+    """``after_transaction_create``: remember where a savepoint's buffered rows begin."""
+    if transaction.nested:
+        uow = unit_of_work(session)
+        uow.savepoints[transaction] = (uow.buffer_seq, len(uow.written))
+
+
+def forget(session: Session, previous: SessionTransaction | None = None) -> None:
     """``after_commit`` / ``after_soft_rollback``: forget rows known from memory.
 
     A rollback (even of a savepoint) may take opened rows back, so their ids
-    are not trusted after it. Deferred writes need no reset: an object that a
-    rollback dropped is neither pending nor persistent and is skipped.
+    are not trusted after it, and the rows buffered since the rolled-back
+    transaction began are dropped with it; rows buffered before a savepoint
+    but sent inside it are buffered again. Deferred writes need no reset: an
+    object that a rollback dropped is neither pending nor persistent and is skipped.
     """
-    unit_of_work(session).fresh_ids.clear()
+    uow = unit_of_work(session)
+    uow.fresh_ids.clear()
+    if previous is None or not previous.nested:
+        uow.locked.clear()
+        uow.next_outbox_id = None
+    if previous is None or not previous.nested:
+        uow.buffered = []
+        uow.written = []
+        return
+    start, sent = uow.savepoints.get(previous, (0, 0))
+    # Rows buffered before the savepoint but sent inside it were rolled back with it.
+    again = [item for item in uow.written[sent:] if item.seq < start]
+    del uow.written[sent:]
+    kept = [item for item in uow.buffered if item.seq < start]
+    uow.buffered = sorted(again + kept, key=lambda item: item.seq)

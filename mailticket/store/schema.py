@@ -161,6 +161,10 @@ class Ticket(Base):
     rating_comment: Mapped[str | None] = mapped_column(Text, default=None)
     rating_requested_at: Mapped[datetime | None] = mapped_column(default=None)
     rated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What the SLA restamp needs from the ticket's history (status changes, the
+    # last reply, unanswered mail, the SLA record's keys), kept up to date by the
+    # writers of that history (``tickets.sla_facts``); None: unknown, read in full.
+    sla_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="ticket", order_by="Article.id", cascade="all, delete-orphan"

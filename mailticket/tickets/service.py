@@ -35,11 +35,13 @@ from mailticket.store.schema import (
     Ticket,
     TicketContact,
 )
+from mailticket.tickets import sla_facts
 
 # Rows nobody reads back as objects (the Message-ID index, the audit log) are
-# written and read with prebuilt Core statements: no unit of work, no
-# RETURNING of an id, no statement built per call. They reference stored
-# tickets only, so they never wait for a flush.
+# written and read with prebuilt Core statements: no RETURNING of an id, no
+# statement built per call. They are buffered on the unit of work and written
+# in one executemany per table at its next flush point (store.after_flush).
+# They reference stored tickets only, so they never wait for a flush.
 _IDS = cast(Table, MessageIdIndex.__table__)
 _KNOWN_ID = select(_IDS.c.message_id).where(_IDS.c.message_id == bindparam("mid"))
 _TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
@@ -55,19 +57,18 @@ def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
 
 
 def _settle(session: Session) -> None:
-    """Write index rows that still wait for their article's id, before reading the index."""
+    """Write index rows that still wait for their article's id or sit in the buffer, before reading the index."""
     if after_flush.waiting(session, _write_pending_ids):
         session.flush()
+    after_flush.write_buffered(session)
 
 
 def _write_pending_ids(session: Session, flushed: after_flush.Flushed) -> None:
     """After a flush gave new articles their ids, index their Message-IDs in one statement."""
-    rows = [
-        {"message_id": message_id, "ticket_id": article.ticket_id,
-         "article_id": article.id, "direction": direction.value}
-        for article, (message_id, direction) in flushed
-    ]
-    session.connection().execute(_INSERT_ID, rows)
+    for article, (message_id, direction) in flushed:
+        after_flush.buffer(session, _INSERT_ID, {
+            "message_id": message_id, "ticket_id": article.ticket_id,
+            "article_id": article.id, "direction": direction.value})
 
 
 def is_known_message_id(session: Session, message_id: str | None) -> bool:
@@ -87,6 +88,24 @@ def known_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str,
     return {mid: ticket_id for mid, ticket_id in rows}
 
 
+def get_for_update(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket a mail changes, its row locked until commit on PostgreSQL.
+
+    Its ``sla_facts`` are read, extended in memory and written back, so two
+    instances must not change one ticket at once: ``FOR NO KEY UPDATE`` (which
+    does not block rows that only reference it) and a fresh read of the row once
+    the lock is held. SQLite's ``BEGIN IMMEDIATE`` already serialises writers.
+    """
+    uow = after_flush.unit_of_work(session)
+    if ticket_id in uow.locked or session.get_bind().dialect.name == "sqlite":
+        return session.get(Ticket, ticket_id)
+    ticket = session.get(Ticket, ticket_id, with_for_update={"key_share": True},
+                         populate_existing=True)
+    if ticket is not None:
+        uow.locked.add(ticket_id)
+    return ticket
+
+
 def find_by_message_ids(
     session: Session, message_ids: Sequence[str], known: Mapping[str, int] | None = None
 ) -> Ticket | None:
@@ -97,14 +116,14 @@ def find_by_message_ids(
     by_id = known_message_ids(session, message_ids) if known is None else known
     for mid in message_ids:
         if mid in by_id:
-            return follow_merges(session, session.get(Ticket, by_id[mid]))
+            return follow_merges(session, get_for_update(session, by_id[mid]))
     return None
 
 
 def find_by_numbers(session: Session, numbers: Iterable[int]) -> Ticket | None:
     """The first existing ticket among subject-tag numbers, following merges."""
     for number in numbers:
-        ticket = session.get(Ticket, number)
+        ticket = get_for_update(session, number)
         if ticket is not None:
             return follow_merges(session, ticket)
     return None
@@ -114,7 +133,7 @@ def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
     """A merged ticket's mail goes to the ticket it was merged into."""
     hops = 0
     while ticket is not None and ticket.merged_into is not None and hops < 10:
-        ticket = session.get(Ticket, ticket.merged_into)
+        ticket = get_for_update(session, ticket.merged_into)
         hops += 1
     return ticket
 
@@ -162,6 +181,7 @@ def open_ticket(
         updated_at=now,
     )
     ticket.contacts.append(TicketContact(address=requester, role="requester"))
+    sla_facts.start(ticket)
     session.add(ticket)
     session.flush()
     # Untouched by a status change or an engineer's reply since: its SLA clock
@@ -253,6 +273,7 @@ def add_article(
         after_flush.defer(session, _write_pending_ids, article, message_id, direction)
     session.add(article)
     ticket.updated_at = now
+    sla_facts.note_article(ticket, kind.value, now)
     if kind == ArticleKind.REPLY:
         _touched(session, ticket)
     return article
@@ -270,11 +291,11 @@ def index_message_id(
     """Remember a Message-ID for threading; the first ticket to claim an id keeps it.
 
     ``fresh`` says the id cannot be stored yet (we just made it, or the caller
-    looked), so the lookup is skipped. The row is written at once (``ticket_id``
-    must be a stored ticket).
+    looked), so the lookup is skipped. The row is buffered for the next flush
+    point (``ticket_id`` must be a stored ticket).
     """
     if fresh or not is_known_message_id(session, message_id):
-        session.connection().execute(_INSERT_ID, {
+        after_flush.buffer(session, _INSERT_ID, {
             "message_id": message_id, "ticket_id": ticket_id, "article_id": article_id,
             "direction": direction.value,
         })
@@ -333,6 +354,7 @@ def change_status(
     if visible is not None:
         detail["visible"] = visible
     audit(session, ticket.id, actor, "status", detail, now, evidence)
+    sla_facts.note_status(ticket, sla_facts.StatusChange(now, old.value, new.value, visible))
     return True
 
 
@@ -345,8 +367,8 @@ def audit(
     now: datetime,
     evidence: str | None = None,
 ) -> None:
-    """Record who did what, when, and on what evidence (written at once, like a log line)."""
-    session.connection().execute(_INSERT_AUDIT, {
+    """Record who did what, when, and on what evidence (buffered to the next flush point)."""
+    after_flush.buffer(session, _INSERT_AUDIT, {
         "ticket_id": ticket_id, "at": now, "actor": actor, "action": action, "detail": detail,
         "evidence": evidence,
     })

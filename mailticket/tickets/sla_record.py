@@ -28,6 +28,7 @@ from mailticket.sla.business_hours import business_minutes_between
 from mailticket.sla.clock import Deadline, Pause, SlaEventDue, SlaStatus, TicketClock, Timer
 from mailticket.sla.record_row import EventKey, RecordedRow, RecordFacts
 from mailticket.store.schema import SlaEvent, Ticket
+from mailticket.tickets import sla_facts
 
 MET, STOPPED, PAUSE, RESUME = "met", "stopped", "pause", "resume"
 # The pseudo-timer of pause and resume entries: a pause stops every timer.
@@ -49,6 +50,9 @@ def append(session: Session, ticket_id: int, entry: RecordFacts, now: datetime) 
             ))
     except IntegrityError:
         return False
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is not None:
+        sla_facts.note_sent(ticket, (entry.timer, entry.kind, entry.deadline))
     return True
 
 

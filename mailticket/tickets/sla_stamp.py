@@ -36,7 +36,10 @@ from mailticket.sla.explain import explain, show_time
 from mailticket.sla.record_row import RecordedRow
 from mailticket.store.schema import Article, AuditEvent, OutboxItem, SlaEvent, Ticket
 from mailticket.tickets import service as tickets
-from mailticket.tickets import sla_record
+from mailticket.tickets import sla_facts, sla_record
+from mailticket.tickets.sla_facts import StatusChange
+
+__all__ = ["StatusChange"]
 
 # The sla_events "timer" of the marker that an incident report went out; it is not
 # an SLA timer, but the same unique key makes the report go out once per resolution.
@@ -76,17 +79,6 @@ class TicketSla:
     waiting: tuple[Pause, ...] = ()
     # The next-response cycle the latest reply closed, if any: (unanswered since, answered).
     answered: tuple[datetime, datetime] | None = None
-
-
-@dataclass(frozen=True)
-class StatusChange:
-    """One audited status change; ``visible`` says whether it came with a reply the
-    customer received (None on rows written before that was recorded: counted as visible)."""
-
-    at: datetime
-    old: str
-    new: str
-    visible: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -213,29 +205,51 @@ def clock_of(
             pauses=(),
             unanswered_since=None,
         ), (), None
-    session.flush()
-    changes: list[StatusChange] = []
-    priority_since: datetime | None = None
-    for at, action, d in session.execute(_CLOCK_CHANGES, {"ticket_id": ticket.id}):
-        if action == "priority":
-            priority_since = at
-        else:
-            visible = d.get("visible")
-            changes.append(StatusChange(at, str(d.get("from", "")), str(d.get("to", "")),
-                                        visible if isinstance(visible, bool) else None))
-    facts = clock_facts(changes, pause_on)
-    articles = [(k, at) for k, at in session.execute(_CLOCK_ARTICLES, {"ticket_id": ticket.id})]
+    history = facts_of(session, ticket)
+    facts = clock_facts(sla_facts.ordered_changes(history), pause_on)
     return TicketClock(
         created_at=ticket.created_at,
         priority=Priority(ticket.priority),
         first_response_at=ticket.first_response_at,
         resolved_at=ticket.resolved_at,
         pauses=facts.waiting + facts.resolved,
-        unanswered_since=unanswered_since(articles),
-        priority_since=priority_since,
+        unanswered_since=history.unanswered_since,
+        priority_since=history.priority_since,
         resolution_since=facts.resolution_since,
         period=facts.period,
-    ), facts.waiting, answered_cycle(articles)
+    ), facts.waiting, history.answered
+
+
+def facts_of(session: Session, ticket: Ticket) -> sla_facts.SlaFacts:
+    """The ticket's SLA facts: from the ticket when known (no read), else read in full.
+
+    What the full read finds is stored on the ticket, so its next change reads nothing.
+    """
+    known = sla_facts.load(ticket)
+    if known is not None:
+        return known
+    found = read_facts(session, ticket.id)
+    sla_facts.store(ticket, found)
+    return found
+
+
+def read_facts(session: Session, ticket_id: int) -> sla_facts.SlaFacts:
+    """The SLA facts of a stored ticket, from its audit log, articles and SLA record."""
+    session.flush()
+    changes: list[StatusChange] = []
+    priority_since: datetime | None = None
+    for at, action, d in session.execute(_CLOCK_CHANGES, {"ticket_id": ticket_id}):
+        if action == "priority":
+            priority_since = at
+        else:
+            visible = d.get("visible")
+            changes.append(StatusChange(at, str(d.get("from", "")), str(d.get("to", "")),
+                                        visible if isinstance(visible, bool) else None))
+    articles = [(k, at) for k, at in session.execute(_CLOCK_ARTICLES, {"ticket_id": ticket_id})]
+    return sla_facts.from_history(changes, priority_since, articles,
+                                  sent_keys(session, ticket_id),
+                                  unanswered_since=unanswered_since(articles),
+                                  answered=answered_cycle(articles))
 
 
 def ticket_sla(session: Session, config: Config, ticket: Ticket) -> TicketSla | None:
@@ -303,7 +317,8 @@ def restamp(session: Session, config: Config, ticket: Ticket, now: datetime) -> 
     sla, status = found
     sent: set[EventKey] = set()
     if not tickets.untouched_since_open(session, ticket):
-        sent = sent_keys(session, ticket.id)
+        # clock_of above made the ticket's facts known: the record's keys are there.
+        sent = set(facts_of(session, ticket).sent)
         sla_record.record_outcomes(session, ticket, sla.clock, sla.plan, status,
                                    config.calendars, sla.waiting, sent, now)
         if sla.answered is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from support import sla_facts_check
 
 from mailticket.app import assemble
 from mailticket.config import Config
@@ -91,7 +92,11 @@ class Harness:
         return fresh
 
     def close(self) -> None:
-        self.engine.dispose()
+        try:
+            wrong = sla_facts_check.mismatches(self.factory)
+            assert not wrong, wrong
+        finally:
+            self.engine.dispose()
 
 
 def as_message(item: OutboxItem) -> email.message.EmailMessage:

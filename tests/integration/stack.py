@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import select
+from support import sla_facts_check
 from support.configs import make_config
 from support.smtp_sink import Received, SmtpSink
 
@@ -154,7 +155,11 @@ class Stack:
             self.loop.call_soon_threadsafe(server.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.loop_thread.join(5)
-        self.engine.dispose()
+        try:
+            wrong = sla_facts_check.mismatches(self.factory)
+            assert not wrong, wrong
+        finally:
+            self.engine.dispose()
 
 
 def text_of(received: Received) -> str:
