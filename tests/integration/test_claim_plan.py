@@ -150,7 +150,7 @@ def test_migration_0013_builds_the_model_index_and_takes_it_back(engine: Engine)
                     for ix in model.__table__.indexes if str(ix.name).endswith("_due")}
         assert declared == {f"ix_{table}_due": ["state", "next_attempt_at", "id"]}
         assert _indexes(engine, table) == declared
-    downgrade(engine, "0011")
+    downgrade(engine, "0012")
     assert _indexes(engine, "spool") == {"ix_spool_due": ["state", "next_attempt_at"]}
     assert _raw_storage(engine) == ("x" if pg else None)
     migrate.upgrade(engine)

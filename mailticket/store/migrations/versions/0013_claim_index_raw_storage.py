@@ -2,7 +2,7 @@
 spool.raw is stored uncompressed on PostgreSQL (the SMTP accept path)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03 02:40:00
 
 Written by hand (issue 17, point 4). A claim now picks its row with two
@@ -33,7 +33,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
