@@ -5,23 +5,43 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any
+import tempfile
+from typing import IO, Any
 
 from common import BENCH
 
 CHILD = str(BENCH / "child.py")
+# Each child's stderr (its logs) goes to a temporary file, not a pipe that could
+# fill; when the child fails, the end of it is the error message.
+_STDERR: dict[int, IO[str]] = {}
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
-    """Start ``child.py ARGS``; stderr (logs) is discarded so it cannot fill a pipe."""
-    return subprocess.Popen(
+    """Start ``child.py ARGS``, its stderr kept aside for :func:`failure`."""
+    # Closed by failure(), or with the process at exit: it outlives this function.
+    log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+    proc = subprocess.Popen(
         [sys.executable, CHILD, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
         cwd=str(BENCH),
     )
+    _STDERR[proc.pid] = log
+    return proc
+
+
+def failure(proc: subprocess.Popen[str], what: str) -> RuntimeError:
+    """An error naming the child, its exit code and the last lines it wrote to stderr."""
+    tail = ""
+    log = _STDERR.pop(proc.pid, None)
+    if log is not None:
+        log.seek(0)
+        tail = "".join(log.readlines()[-15:])
+        log.close()
+    return RuntimeError(f"benchmark child {proc.args!r} {what} {proc.returncode}"
+                        + (f"; its stderr ended with:\n{tail}" if tail else ""))
 
 
 def first_line(proc: subprocess.Popen[str]) -> str:
@@ -30,7 +50,7 @@ def first_line(proc: subprocess.Popen[str]) -> str:
     line = proc.stdout.readline().strip()
     if not line:
         proc.wait()
-        raise RuntimeError(f"benchmark child {proc.args!r} exited with {proc.returncode}")
+        raise failure(proc, "exited with")
     return line
 
 
@@ -49,6 +69,6 @@ def result(proc: subprocess.Popen[str]) -> dict[str, Any]:
     proc.wait()
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark child {proc.args!r} failed with {proc.returncode}")
+        raise failure(proc, "failed with")
     data: dict[str, Any] = json.loads(lines[-1])
     return data

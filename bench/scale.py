@@ -232,8 +232,11 @@ def verdict(engine: Engine, statement: str, plan: list[str]) -> str:
                  else SQLITE_SCAN.match(line))
         if match:
             scans.append(match.group(1).strip('"'))
-    if scans:
-        return "SCAN " + ", ".join(f"{t} ({_count(engine, t):,} rows)" for t in scans)
+    # SQLite also says SCAN for the rows of a subquery it built (``anon_1``): that
+    # reads what the subquery's own (listed) seeks found, not a table.
+    tables = set(inspect(engine).get_table_names())
+    if scanned := [t for t in scans if t in tables]:
+        return "SCAN " + ", ".join(f"{t} ({_count(engine, t):,} rows)" for t in scanned)
     if any(("SEARCH" in line) or ("Index" in line) for line in plan):
         # A seek whose rows are then sorted reads every row the seek found, not one.
         sort = any(("TEMP B-TREE" in line) or re.match(r"(-> )?Sort\b", line) for line in plan)
@@ -241,6 +244,17 @@ def verdict(engine: Engine, statement: str, plan: list[str]) -> str:
     if statement.lstrip().upper().startswith("INSERT"):
         return "write"
     return "no table read"
+
+
+def _picklable(params: Any) -> Any:
+    """Parameters as plain values: the write path binds bodies as memoryviews."""
+    if isinstance(params, memoryview):
+        return params.tobytes()
+    if isinstance(params, dict):
+        return {key: _picklable(value) for key, value in params.items()}
+    if isinstance(params, (list, tuple)):
+        return type(params)(_picklable(value) for value in params)
+    return params
 
 
 class Capture:
@@ -255,7 +269,7 @@ class Capture:
                 many: bool) -> None:
         first, count = self.seen.get(statement, (None, 0))
         if first is None:
-            first = params[0] if many and params else params
+            first = _picklable(params[0] if many and params else params)
         self.seen[statement] = (first, count + 1)
 
     def close(self) -> None:
