@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
 bash scripts/install-test-deps.sh
-.venv/bin/ruff check mailticket tests
+.venv/bin/ruff check mailticket tests bench
 .venv/bin/mypy mailticket
 .venv/bin/lint-imports
 exec .venv/bin/python -m pytest -q -n 2 "$@"
