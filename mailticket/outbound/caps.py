@@ -79,16 +79,13 @@ def _suppressed_and_counts() -> Any:
     ticket; every other row (tag ``s``) names one suppressed address. A
     message's gate thus costs one round trip however many people it reaches.
     """
-    counts = _auto_mail_counts(with_ticket=True).subquery()
+    counts = _AUTO_MAIL_COUNTS_TICKET.subquery()
     row = counts.c
     first = select(literal("c", String).label("tag"), literal("", String).label("address"),
                    *(col.label(f"n{i}") for i, col in enumerate(row)))
-    s = cast(Table, AddressSuppression.__table__).c
     zero = literal(0, Integer)
-    suppressed = select(literal("s", String), s.address, zero, zero, zero).where(
-        s.address.in_(bindparam("keys", expanding=True)),
-        s.suppressed_at.is_not(None),
-        or_(s.cleared_at.is_(None), s.cleared_at < s.suppressed_at),
+    suppressed = select(literal("s", String), AddressSuppression.address, zero, zero, zero).where(
+        AddressSuppression.address.in_(bindparam("keys", expanding=True)), suppression.ACTIVE,
     )
     return union_all(first, suppressed)
 

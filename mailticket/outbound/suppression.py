@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from mailticket.log import get as get_logger
@@ -67,11 +67,16 @@ def key_of(address: str) -> str:
     return normalise_address(address) or address.strip().lower()
 
 
-_key = key_of
-
-
 def _row(session: Session, address: str) -> AddressSuppression | None:
     return session.get(AddressSuppression, address)
+
+
+# The SQL form of :func:`_active`: a suppression not cleared since it was set.
+ACTIVE: ColumnElement[bool] = and_(
+    AddressSuppression.suppressed_at.is_not(None),
+    or_(AddressSuppression.cleared_at.is_(None),
+        AddressSuppression.cleared_at < AddressSuppression.suppressed_at),
+)
 
 
 def _active(row: AddressSuppression | None) -> bool:
@@ -108,7 +113,7 @@ def record_failure(
     :param source: ``"bounce"`` (a DSN with a valid VERP MAC) or ``"relay"`` (a 5xx at
         RCPT for which :func:`mailbox_refusal` holds).
     """
-    key = _key(address)
+    key = key_of(address)
     if not key:
         return False
     if outbox_id is not None:
@@ -161,24 +166,24 @@ def record_failure(
 
 def is_suppressed(session: Session, address: str) -> bool:
     """Whether mail to ``address`` is stopped."""
-    return _active(_row(session, _key(address)))
+    return _active(_row(session, key_of(address)))
 
 
 def suppressed_among(session: Session, addresses: Iterable[str]) -> set[str]:
     """The subset of ``addresses`` (as given) that is suppressed, in one query."""
-    given = {a: _key(a) for a in addresses}
+    given = {a: key_of(a) for a in addresses}
     if not given:
         return set()
-    rows = session.scalars(
-        select(AddressSuppression).where(AddressSuppression.address.in_(set(given.values())))
-    ).all()
-    active = {r.address for r in rows if _active(r)}
+    active = set(session.scalars(
+        select(AddressSuppression.address)
+        .where(AddressSuppression.address.in_(set(given.values())), ACTIVE)
+    ))
     return {a for a, key in given.items() if key in active}
 
 
 def clear(session: Session, address: str, now: datetime) -> bool:
     """Let mail to ``address`` go out again (an admin action); False if it was not suppressed."""
-    row = _row(session, _key(address))
+    row = _row(session, key_of(address))
     if not _active(row):
         return False
     assert row is not None
@@ -209,7 +214,7 @@ def failures(session: Session, address: str, limit: int = 50) -> list[DeliveryFa
     return list(
         session.scalars(
             select(DeliveryFailure)
-            .where(DeliveryFailure.address == _key(address))
+            .where(DeliveryFailure.address == key_of(address))
             .order_by(DeliveryFailure.at.desc(), DeliveryFailure.id.desc())
             .limit(limit)
         ).all()

@@ -26,7 +26,7 @@ from mailticket.reports.sla_month import RunningFact
 from mailticket.sla.clock import TicketClock, deadlines
 from mailticket.sla.record_row import RecordedRow
 from mailticket.store.schema import Article, AuditEvent, SlaEvent, Ticket
-from mailticket.tickets import sla_stamp
+from mailticket.tickets import sla_facts, sla_stamp
 from mailticket.tickets.sla_record import recorded_row
 
 _DONE = (Status.RESOLVED.value, Status.CLOSED.value)
@@ -78,7 +78,7 @@ def _clock_at(
 ) -> TicketClock:
     """The ticket's SLA clock as it stood at ``instant``: only what had happened by then."""
     priority, since = ticket.priority, None
-    status: list[sla_stamp.StatusChange] = []
+    status: list[sla_facts.StatusChange] = []
     later_priority: str | None = None
     for at, action, detail in changes:
         if action == "priority":
@@ -88,7 +88,7 @@ def _clock_at(
                 later_priority = str(detail.get("from"))
         elif at < instant:
             visible = detail.get("visible")
-            status.append(sla_stamp.StatusChange(at, str(detail.get("from", "")),
+            status.append(sla_facts.StatusChange(at, str(detail.get("from", "")),
                                                  str(detail.get("to", "")),
                                                  visible if isinstance(visible, bool) else None))
     if since is None and later_priority is not None:

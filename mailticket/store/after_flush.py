@@ -191,7 +191,6 @@ def forget(session: Session, previous: SessionTransaction | None = None) -> None
     if previous is None or not previous.nested:
         uow.locked.clear()
         uow.next_outbox_id = None
-    if previous is None or not previous.nested:
         uow.buffered = []
         uow.written = []
         return

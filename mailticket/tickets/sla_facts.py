@@ -21,15 +21,13 @@ KEY UPDATE``), so two instances cannot both extend the same facts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from mailticket.model import ArticleKind
+from mailticket.sla.record_row import EventKey
 from mailticket.store.schema import Ticket
-
-EventKey = tuple[str, str, datetime]
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ def ordered_changes(facts: SlaFacts) -> list[StatusChange]:
     return sorted(facts.changes, key=lambda c: c.at)
 
 
-def _update(ticket: Ticket, change: Any) -> None:
+def _update(ticket: Ticket, change: Callable[[SlaFacts], SlaFacts]) -> None:
     facts = load(ticket)
     if facts is not None:
         store(ticket, change(facts))

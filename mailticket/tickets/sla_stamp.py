@@ -39,8 +39,6 @@ from mailticket.tickets import service as tickets
 from mailticket.tickets import sla_facts, sla_record
 from mailticket.tickets.sla_facts import StatusChange
 
-__all__ = ["StatusChange"]
-
 # The sla_events "timer" of the marker that an incident report went out; it is not
 # an SLA timer, but the same unique key makes the report go out once per resolution.
 INCIDENT_REPORT = "incident_report"

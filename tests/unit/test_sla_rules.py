@@ -12,6 +12,7 @@ from test_sla import BIZ, BREACH, CALENDARS, FR, PLAN, RES, WARN, msk
 
 from mailticket.model import PauseRule, Priority, PriorityChangeRule, Status
 from mailticket.sla.clock import TicketClock, TimerState, deadlines, evaluate
+from mailticket.tickets.sla_facts import StatusChange
 from mailticket.tickets.sla_record import (
     CLOCK,
     MET,
@@ -21,7 +22,7 @@ from mailticket.tickets.sla_record import (
     outcome_entries,
     pause_entries,
 )
-from mailticket.tickets.sla_stamp import StatusChange, answered_cycle, clock_facts
+from mailticket.tickets.sla_stamp import answered_cycle, clock_facts
 
 FROM_CHANGE = replace(PLAN, priority_change=PriorityChangeRule.FROM_CHANGE)
 MONDAY_0800 = msk(2026, 10, 19, 8, 0)
