@@ -91,6 +91,8 @@ def _suppressed_and_counts() -> Any:
 
 
 _SUPPRESSED_AND_COUNTS = _suppressed_and_counts()
+# The tables these lookups read: only their buffered rows are written before them.
+_READS = (AutoReplyLog.__tablename__, AddressSuppression.__tablename__)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def gate(
     """Suppression of every address a message may reach and the caps of its automatic
     reply to ``recipient``, in one query (see :func:`auto_mail_allowed`'s ``counts``)."""
     given = {a: suppression.key_of(a) for a in addresses}
-    after_flush.write_buffered(session)
+    after_flush.write_buffered(session, _READS)
     rows = session.connection().execute(_SUPPRESSED_AND_COUNTS, {
         "keys": sorted(set(given.values())), "recipient": recipient, "kind": kind,
         "since": now - timedelta(days=1), "ticket_id": ticket_id,
@@ -148,7 +150,7 @@ def auto_mail_allowed(
         row: Any
         # Core, no autoflush: only queue_mail writes this log, into the unit of
         # work's buffer, which must reach the table before it is counted.
-        after_flush.write_buffered(session)
+        after_flush.write_buffered(session, _READS)
         if ticket_id is None:
             row = session.connection().execute(_AUTO_MAIL_COUNTS, params).one()
         else:

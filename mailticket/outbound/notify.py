@@ -24,7 +24,7 @@ from mailticket.model import ArticleKind, Direction, Line
 from mailticket.outbound import promise, stopped, suppression
 from mailticket.outbound.caps import auto_mail_allowed, log_auto_mail
 from mailticket.outbound.render import Rendered, Renderer
-from mailticket.store import after_flush, outbox_ids
+from mailticket.store import after_flush, row_ids
 from mailticket.store.schema import OutboxItem, QueueState, Ticket
 from mailticket.tickets.service import add_article, index_message_id, ref_of
 
@@ -86,7 +86,7 @@ def ticket_context(notifier: Notifier, ticket: Ticket) -> dict[str, Any]:
 
 # Outbox rows are written with a prebuilt Core INSERT, buffered on the unit of
 # work with their Message-ID index rows (one executemany per table at the next
-# flush point). The id is reserved first (store.outbox_ids), so the VERP
+# flush point). The id is reserved first (store.row_ids), so the VERP
 # envelope sender that names it is in the INSERT: no UPDATE, no flush per mail.
 _INSERT_OUTBOX = insert(cast(Table, OutboxItem.__table__))
 
@@ -172,7 +172,7 @@ def queue_mail(
     )
     if finish_raw is not None:
         raw = finish_raw(raw)
-    row_id = outbox_ids.take(session)
+    row_id = row_ids.take(session, "outbox")
     row: dict[str, Any] = {
         "id": row_id,
         "ticket_id": ticket.id if ticket is not None else None,

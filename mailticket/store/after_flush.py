@@ -1,21 +1,14 @@
-"""Writes queued on the unit of work: rows that need a new row's id, and rows buffered for one batch.
+"""Rows buffered on the unit of work and written in one batch per statement.
 
-The outbox's VERP envelope sender and the Message-ID index of a new article
-both need an id the database assigns at flush. Forcing a flush per mail
-costs a round trip each; instead the caller queues the object with the
-function that writes it, and one ``after_flush_postexec`` listener, registered
-on the session factory by :func:`mailticket.store.db.make_sessionmaker`, hands
-each writer the objects that got an id, in one call. An object dropped by a
-rolled-back savepoint is forgotten; one not yet flushed waits for the next flush.
-
-Rows nobody reads back as objects (audit events, the Message-ID index, the
-auto-reply log, outbox rows with reserved ids) are *buffered* instead of
-written one statement each: :func:`buffer` keeps them on the unit of work and
-:func:`write_buffered` sends each statement once with all its rows (one
-``executemany``, one round trip). They are written at the unit of work's flush
-points, before anything could read them: after every flush, before every ORM
-read or write through the session (``do_orm_execute``, as autoflush does), and
-before commit. A reader that goes around the session (``session.connection()``)
+Rows nobody reads back as objects (articles and outbox rows with reserved
+ids, audit events, the Message-ID index, the auto-reply log) are *buffered*
+instead of written one statement each: :func:`buffer` keeps them on the
+unit of work and :func:`write_buffered` sends each statement once with all
+its rows (one ``executemany``, one round trip). They are written at the unit
+of work's flush points, before anything could read them: before every ORM
+read or write through the session (``do_orm_execute``, after its autoflush),
+and before commit, after the last flush. They may reference rows the ORM
+wrote (a ticket is flushed when it is opened), never the other way round. A reader that goes around the session (``session.connection()``)
 calls :func:`write_buffered` first. A rolled-back savepoint drops the rows
 buffered inside it, and rows buffered before it but sent inside it are
 buffered again (the database rolled them back).
@@ -28,31 +21,19 @@ bare ``Session``) never runs our hooks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import inspect
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql import Executable
 
-Flushed = Sequence[tuple[Any, tuple[Any, ...]]]
-"""What a writer receives: ``(object, payload)`` pairs whose object now has its id."""
-Writer = Callable[[Session, Flushed], None]
-
-
-@dataclass
-class _Deferred:
-    obj: object
-    writer: Writer
-    payload: tuple[Any, ...]
-
 
 class IdSupply(Protocol):
-    """Hands out ids before the INSERT (``store.outbox_ids.OutboxIds``)."""
+    """Hands out ids before the INSERT (``store.row_ids.RowIds``)."""
 
-    def take(self, session: Session) -> int: ...
+    def take(self, session: Session, table: str) -> int: ...
 
 
 @dataclass
@@ -65,23 +46,22 @@ class _Buffered:
 class UnitOfWork(Session):
     """The session our factory makes: a Session plus typed per-transaction scratch state.
 
-    ``deferred`` holds the writes waiting for a flush; ``fresh_ids`` holds the ids
+    ``buffered`` holds the rows waiting for a flush point; ``fresh_ids`` holds the ids
     of rows inserted in this transaction whose state is still known from memory
     (the tickets service records tickets opened and untouched since, so the SLA
     stamp needs no read back), forgotten at commit and at any rollback.
     """
 
-    def __init__(self, *args: Any, outbox_ids: IdSupply | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, row_ids: IdSupply | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The factory's supply of outbox ids (store.outbox_ids), shared by its sessions.
-        self.outbox_ids = outbox_ids
-        self.deferred: list[_Deferred] = []
+        # The factory's supply of reserved row ids (store.row_ids), shared by its sessions.
+        self.row_ids = row_ids
         self.fresh_ids: set[int] = set()
         self.buffered: list[_Buffered] = []
         # Tickets whose row this transaction has locked (tickets.get_for_update).
         self.locked: set[int] = set()
-        # SQLite: the next outbox id this transaction may use (store.outbox_ids).
-        self.next_outbox_id: int | None = None
+        # SQLite: the next id of each table this transaction may use (store.row_ids).
+        self.next_ids: dict[str, int] = {}
         self.buffer_seq = 0
         # Rows already sent in this transaction, in order: a savepoint that rolls
         # back takes with it those sent inside it, and the ones buffered before
@@ -100,36 +80,6 @@ def unit_of_work(session: Session) -> UnitOfWork:
     return session
 
 
-def defer(session: Session, writer: Writer, obj: object, *payload: Any) -> None:
-    """Queue ``obj`` (with ``payload``) for ``writer`` until a flush gives it an id."""
-    unit_of_work(session).deferred.append(_Deferred(obj, writer, payload))
-
-
-def waiting(session: Session, writer: Writer) -> bool:
-    """Whether anything queued for ``writer`` still waits for its flush."""
-    return any(d.writer is writer for d in unit_of_work(session).deferred)
-
-
-def run_deferred(session: Session, _flush_context: object = None) -> None:
-    """``after_flush_postexec``: give each writer, in queue order, its objects that have ids."""
-    uow = unit_of_work(session)
-    if not uow.deferred:
-        return
-    ready: dict[Writer, list[tuple[Any, tuple[Any, ...]]]] = {}
-    still_pending: list[_Deferred] = []
-    for item in uow.deferred:
-        state = inspect(item.obj)
-        if state.persistent:
-            ready.setdefault(item.writer, []).append((item.obj, item.payload))
-        elif state.pending:
-            still_pending.append(item)
-        # else: dropped with a rolled-back savepoint.
-    uow.deferred = still_pending
-    for writer, flushed in ready.items():
-        writer(session, flushed)
-    write_buffered(session)
-
-
 def buffer(session: Session, statement: Executable, row: dict[str, Any]) -> None:
     """Queue one row of ``statement`` (a prebuilt Core INSERT) for the next flush point.
 
@@ -140,19 +90,36 @@ def buffer(session: Session, statement: Executable, row: dict[str, Any]) -> None
     uow.buffer_seq += 1
 
 
-def write_buffered(session: Session) -> None:
-    """Send the buffered rows: each statement once, with its rows, in first-queued order."""
+def write_buffered(session: Session, tables: Collection[str] | None = None) -> None:
+    """Send the buffered rows: each statement once, with its rows, in first-queued order.
+
+    ``tables``: a reader that goes around the session names the tables it
+    reads, and only their rows are sent now; the rest wait for the next flush
+    point and join its batch (a mail's articles and index rows stay one
+    ``executemany`` each although the cap lookup reads between them).
+    """
     uow = unit_of_work(session)
     if not uow.buffered:
         return
+    if tables is None:
+        sending, uow.buffered = uow.buffered, []
+    else:
+        sending = [item for item in uow.buffered if _table_of(item.statement) in tables]
+        if not sending:
+            return
+        uow.buffered = [item for item in uow.buffered if _table_of(item.statement) not in tables]
     batches: dict[Executable, list[dict[str, Any]]] = {}
-    for item in uow.buffered:
+    for item in sending:
         batches.setdefault(item.statement, []).append(item.row)
-    uow.written.extend(uow.buffered)
-    uow.buffered = []
+    uow.written.extend(sending)
     connection = session.connection()
     for statement, rows in batches.items():
         connection.execute(statement, rows)
+
+
+def _table_of(statement: Executable) -> str:
+    """The table a buffered INSERT writes."""
+    return str(statement.table.name)  # type: ignore[attr-defined]
 
 
 def before_read(state: ORMExecuteState) -> None:
@@ -163,8 +130,7 @@ def before_read(state: ORMExecuteState) -> None:
 def before_commit(session: Session) -> None:
     """``before_commit``: nothing buffered is left behind.
 
-    The flush comes first, so the rows it makes ready (the Message-ID index of
-    new articles) go out in the same batch as those buffered before.
+    The flush comes first: buffered rows may reference the rows it writes.
     """
     session.flush()
     write_buffered(session)
@@ -183,14 +149,13 @@ def forget(session: Session, previous: SessionTransaction | None = None) -> None
     A rollback (even of a savepoint) may take opened rows back, so their ids
     are not trusted after it, and the rows buffered since the rolled-back
     transaction began are dropped with it; rows buffered before a savepoint
-    but sent inside it are buffered again. Deferred writes need no reset: an
-    object that a rollback dropped is neither pending nor persistent and is skipped.
+    but sent inside it are buffered again.
     """
     uow = unit_of_work(session)
     uow.fresh_ids.clear()
     if previous is None or not previous.nested:
         uow.locked.clear()
-        uow.next_outbox_id = None
+        uow.next_ids = {}
         uow.buffered = []
         uow.written = []
         return

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailticket.errors import StoreError
-from mailticket.store import after_flush, outbox_ids
+from mailticket.store import after_flush, row_ids
 
 SQLITE_PRAGMAS = (
     "journal_mode=WAL",
@@ -68,14 +68,13 @@ def make_engine(url: str) -> Engine:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """A factory of :class:`UnitOfWork` sessions whose objects stay readable after commit.
 
-    The deferred-write and scratch-state hooks are registered on this factory
+    The buffered-write and scratch-state hooks are registered on this factory
     only, so sessions made any other way carry none of them.
     """
     factory: sessionmaker[Session] = sessionmaker(
         engine, class_=after_flush.UnitOfWork, expire_on_commit=False,
-        outbox_ids=outbox_ids.OutboxIds(),
+        row_ids=row_ids.RowIds(),
     )
-    event.listen(factory, "after_flush_postexec", after_flush.run_deferred)
     event.listen(factory, "do_orm_execute", after_flush.before_read)
     event.listen(factory, "before_commit", after_flush.before_commit)
     event.listen(factory, "after_transaction_create", after_flush.transaction_begun)

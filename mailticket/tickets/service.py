@@ -25,7 +25,7 @@ from mailticket.model import (
 )
 from mailticket.policy.contracts import address_listed
 from mailticket.policy.routing import Route
-from mailticket.store import after_flush
+from mailticket.store import after_flush, row_ids
 from mailticket.store.schema import (
     Article,
     AttachmentRow,
@@ -49,6 +49,7 @@ _TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
 )
 _INSERT_ID = insert(_IDS)
 _INSERT_AUDIT = insert(cast(Table, AuditEvent.__table__))
+_INSERT_ARTICLE = insert(cast(Table, Article.__table__))
 
 
 def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
@@ -57,18 +58,8 @@ def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
 
 
 def _settle(session: Session) -> None:
-    """Write index rows that still wait for their article's id or sit in the buffer, before reading the index."""
-    if after_flush.waiting(session, _write_pending_ids):
-        session.flush()
-    after_flush.write_buffered(session)
-
-
-def _write_pending_ids(session: Session, flushed: after_flush.Flushed) -> None:
-    """After a flush gave new articles their ids, index their Message-IDs in one statement."""
-    for article, (message_id, direction) in flushed:
-        after_flush.buffer(session, _INSERT_ID, {
-            "message_id": message_id, "ticket_id": article.ticket_id,
-            "article_id": article.id, "direction": direction.value})
+    """Write the buffered index rows before reading the index around the session."""
+    after_flush.write_buffered(session, ("message_ids",))
 
 
 def is_known_message_id(session: Session, message_id: str | None) -> bool:
@@ -242,36 +233,47 @@ def add_article(
 ) -> Article:
     """Append an article, index its Message-ID and store attachments by content hash.
 
-    The article joins ``ticket.articles`` through its ``ticket`` reference, which
-    does not load a collection nobody has read yet (a long thread's texts).
-    ``new_message_id`` says the caller already knows the id is not indexed.
-    The article, and the index row of its Message-ID, are written at the
-    session's next flush; reading the index (:func:`is_known_message_id`,
-    :func:`find_by_message_ids`) flushes first.
+    The article's id is reserved first (``store.row_ids``), so the row and the
+    index row of its Message-ID are buffered Core INSERTs written at the
+    session's next flush point (one ``executemany`` per table for the whole
+    mail). The result is a snapshot, not an object of the session: changing it
+    changes nothing stored, and a ``ticket.articles`` already loaded does not
+    grow (nothing on the mail path reads it). An article with attachments is
+    written through the ORM with its reserved id, beside its attachment rows
+    and blobs. ``new_message_id`` says the caller already knows the id is not
+    indexed; reading the index (:func:`is_known_message_id`,
+    :func:`find_by_message_ids`) writes the buffer first.
     """
-    rows = [store_attachment(session, name, ctype, data) for name, ctype, data in attachments]
-    article = Article(
-        ticket=ticket,
-        direction=direction.value,
-        kind=kind.value,
-        message_id=message_id,
-        from_addr=from_addr,
-        to_addrs=list(to_addrs),
-        subject=subject,
-        text=text,
-        html=html,
-        spool_id=spool_id,
-        author=author,
-        evidence=evidence,
-        defects=list(defects)[:50],
-        created_at=now,
-        attachments=rows,
-    )
-    if message_id and (new_message_id or not is_known_message_id(session, message_id)):
-        # The index row names the article, which has no id before the next flush;
-        # _write_pending_ids writes it then, so adding an article costs no flush.
-        after_flush.defer(session, _write_pending_ids, article, message_id, direction)
-    session.add(article)
+    row: dict[str, Any] = {
+        "id": row_ids.take(session, "articles"),
+        "ticket_id": ticket.id,
+        "direction": direction.value,
+        "kind": kind.value,
+        "message_id": message_id,
+        "from_addr": from_addr,
+        "to_addrs": list(to_addrs),
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "spool_id": spool_id,
+        "author": author,
+        "evidence": evidence,
+        "defects": list(defects)[:50],
+        "created_at": now,
+    }
+    if message_id and not new_message_id and is_known_message_id(session, message_id):
+        message_id = None  # another ticket (or this one) already claims it: no index row
+    if attachments:
+        stored = [store_attachment(session, name, ctype, data) for name, ctype, data in attachments]
+        article = Article(**row, attachments=stored)
+        session.add(article)
+    else:
+        after_flush.buffer(session, _INSERT_ARTICLE, row)
+        article = Article(**row)
+    if message_id:
+        after_flush.buffer(session, _INSERT_ID, {
+            "message_id": message_id, "ticket_id": ticket.id, "article_id": row["id"],
+            "direction": direction.value})
     ticket.updated_at = now
     sla_facts.note_article(ticket, kind.value, now)
     if kind == ArticleKind.REPLY:
