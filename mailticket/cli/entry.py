@@ -28,6 +28,7 @@ from mailticket.cli import sla as cli_sla
 from mailticket.cli import suppression as cli_suppression
 from mailticket.errors import MailticketError, NotFound
 from mailticket.model import TicketRef
+from mailticket.outbound.render import Renderer
 from mailticket.policy import kb as kb_mod
 from mailticket.store import migrate, workqueue
 from mailticket.store.db import make_engine, transaction
@@ -52,6 +53,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = common.load_config(args)
     for warning in cfg.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    broken = Renderer(cfg.templates_dir).compile_all()
+    if broken:
+        for problem in broken:
+            print(problem, file=sys.stderr)
+        print(f"{len(broken)} template problem(s) in {cfg.templates_dir} "
+              f"(templates_dir of {args.config})", file=sys.stderr)
+        return 2
     if args.connect:
         from mailticket.cli.connect import check_everything
 

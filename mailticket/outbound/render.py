@@ -23,8 +23,12 @@ Template layout
 * The first lines of every message template are a Jinja comment listing the
   context variables it needs. Undefined variables raise (``StrictUndefined``), so
   that comment is the contract callers must fill, in full.
-* Each message is rendered once per part with the reserved variable ``_part`` set
-  to ``"subject"``, ``"text"`` or ``"html"``; ``_base.j2`` emits only that part.
+* A message is rendered once with the reserved variable ``_part`` set to
+  ``"text"``: ``_base.j2`` emits the subject, the reserved ``_split`` marker
+  (random per process, so no mail content can hold it) and the text; then, if
+  it has an ``html`` block, once more with ``"html"``. A layout of an older
+  release, which emits one part per ``_part`` (``"subject"``, ``"text"``) and
+  no marker, still works: the subject is then rendered on its own.
 * The text parts are rendered with autoescape off, the HTML part by a second
   environment with autoescape on, so a customer's ``<script>`` stays harmless in
   HTML and stays readable in the text.
@@ -40,6 +44,7 @@ locale) falls back to ``en``.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,13 +54,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+import jinja2.meta
 from markupsafe import Markup, escape
 
 LOCALES = ("ru", "en")
 FALLBACK_LOCALE = "en"
 
-# The variable _base.j2 switches on; callers may not pass it.
+# The variables _base.j2 switches on and splits with; callers may not pass them.
 PART_VARIABLE = "_part"
+SPLIT_VARIABLE = "_split"
+# Between the subject and the text of one render: unguessable, so no content holds it.
+_SPLIT = f"\x00{secrets.token_hex(8)}\x00"
 
 # Template names are bare words: no paths, no hidden layout files.
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -270,6 +279,30 @@ class Renderer:
             self._locales[key] = chosen
         return chosen
 
+    def compile_all(self) -> list[str]:
+        """Compile every template of every locale now; the problems as ``file:line: reason``.
+
+        Templates are otherwise compiled by the first mail that needs them: an
+        admin's syntax error would surface as that mail failing, and the first
+        mails after a start would pay for compiling (about 20 ms a template).
+        ``check-config`` reports these problems and the daemon does this at start.
+        """
+        problems: list[str] = []
+        for locale, (text_env, html_env) in self._envs.items():
+            for path in sorted((self._dir / locale).glob("*.j2")):
+                try:
+                    template = text_env.get_template(path.name)
+                    if _NAME.fullmatch(path.stem) and "html" in template.blocks:
+                        html_env.get_template(path.name)
+                    # extends/import/include are looked up when rendering: check them now.
+                    source = path.read_text(encoding="utf-8")
+                    for used in jinja2.meta.find_referenced_templates(text_env.parse(source)):
+                        if used is not None and not (path.parent / used).is_file():
+                            problems.append(f"{path}: uses {used}, which is not in {path.parent}")
+                except jinja2.TemplateSyntaxError as error:
+                    problems.append(f"{error.filename or path}:{error.lineno}: {error.message}")
+        return problems
+
     def render(self, name: str, locale: str, context: Mapping[str, Any]) -> Rendered:
         """Render message ``name`` in ``locale``; a missing context variable raises.
 
@@ -279,14 +312,17 @@ class Renderer:
         """
         if not _NAME.fullmatch(name):
             raise ValueError(f"bad template name {name!r}")
-        if PART_VARIABLE in context:
-            raise ValueError(f"{PART_VARIABLE!r} is reserved for the layout")
+        if PART_VARIABLE in context or SPLIT_VARIABLE in context:
+            raise ValueError(f"{PART_VARIABLE!r} and {SPLIT_VARIABLE!r} are reserved for the layout")
         text_env, html_env = self._envs[self.locale_for(name, locale)]
         template = text_env.get_template(f"{name}.j2")
-        subject = one_line(template.render({**context, PART_VARIABLE: "subject"}))
-        text = template.render({**context, PART_VARIABLE: "text"}).strip("\n") + "\n"
+        both = template.render({**context, PART_VARIABLE: "text", SPLIT_VARIABLE: _SPLIT})
+        subject, split, text = both.partition(_SPLIT)
+        if not split:  # a layout that renders one part at a time (see the module's docstring)
+            text = subject
+            subject = template.render({**context, PART_VARIABLE: "subject"})
         html: str | None = None
         if "html" in template.blocks:
             html_template = html_env.get_template(f"{name}.j2")
             html = html_template.render({**context, PART_VARIABLE: "html"}).strip() + "\n"
-        return Rendered(subject=subject, text=text, html=html)
+        return Rendered(subject=one_line(subject), text=text.strip("\n") + "\n", html=html)

@@ -54,6 +54,34 @@ def test_bad_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_compiles_every_template_and_names_the_broken_ones(tmp_path: Path) -> None:
+    # An admin's edit that breaks a template is found by check-config, with the
+    # file and line, instead of failing the first mail that needs the template.
+    templates = tmp_path / "templates"
+    for locale in ("ru", "en"):
+        (templates / locale).mkdir(parents=True)
+        for source in (REPO / "templates" / locale).glob("*.j2"):
+            (templates / locale / source.name).write_text(source.read_text(encoding="utf-8"),
+                                                           encoding="utf-8")
+    ack = templates / "ru" / "ack.j2"
+    lines = ack.read_text(encoding="utf-8").splitlines()
+    broken_at = next(i for i, line in enumerate(lines) if "{% block text %}" in line)
+    lines[broken_at] = "{% block text %}{% if customer_name %}"  # an unclosed if
+    ack.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (templates / "en" / "reply.j2").write_text('{% extends "_layout.j2" %}', encoding="utf-8")
+    config = write_config(tmp_path, port=free_port())
+    config.write_text(config.read_text().replace(str(REPO / "templates"), str(templates)))
+    result = cli(config, "check-config", check=False)
+    assert result.returncode == 2, result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert errors[-1] == (f"2 template problem(s) in {templates} (templates_dir of {config})")
+    assert any(line.startswith(f"{ack}:") and "endif" in line for line in errors), errors
+    assert any(line.startswith(f"{templates / 'en' / 'reply.j2'}:") and "uses _layout.j2" in line
+               for line in errors), errors
+    assert "Traceback" not in result.stderr
+    # The shipped templates all compile (test_shipped_config_is_valid runs the same check).
+
+
 def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "broken.toml"
     config.write_text("[daemon\nworkers = 1\n")

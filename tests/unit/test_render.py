@@ -821,6 +821,52 @@ def test_bad_template_names_are_refused(renderer: Renderer, name: str) -> None:
 def test_part_variable_is_reserved(renderer: Renderer) -> None:
     with pytest.raises(ValueError, match="reserved"):
         renderer.render("ack", "ru", contexts()["ack"] | {"_part": "html"})
+    with pytest.raises(ValueError, match="reserved"):
+        renderer.render("ack", "ru", contexts()["ack"] | {"_split": "x"})
+
+
+class _CountingTicket(dict[str, Any]):
+    """A ticket mapping that counts how often a template reads its tag (its top level reads it once)."""
+
+    reads = 0
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "tag":
+            type(self).reads += 1
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize(("name", "passes"), [("engineer_notice", ("text",)),
+                                            ("ack", ("text", "html"))])
+@pytest.mark.parametrize("locale", ["ru", "en"])
+def test_subject_and_text_come_from_one_render_pass(
+    renderer: Renderer, name: str, passes: tuple[str, ...], locale: str,
+) -> None:
+    # The shipped layout gives the subject and the text in one pass; only a
+    # message with an HTML part is rendered a second time (issue 17: the
+    # layout ran once per part, three times for an acknowledgement). The top
+    # level of both templates reads the tag once per pass, so a pass more
+    # than these reads it more often.
+    context = contexts()[name]
+    ticket = _CountingTicket(context["ticket"])
+    expected = sum(_reads_in_pass(renderer, name, locale, context | {"ticket": ticket}, part)
+                   for part in passes)
+    _CountingTicket.reads = 0
+    out = renderer.render(name, locale, context | {"ticket": ticket})
+    assert _CountingTicket.reads == expected
+    assert out == renderer.render(name, locale, context)
+    assert out.subject.startswith(context["ticket"]["tag"]) and out.text.strip()
+
+
+def _reads_in_pass(renderer: Renderer, name: str, locale: str, context: dict[str, Any],
+                   part: str) -> int:
+    """How often one pass of the layout for ``part`` reads the ticket's tag."""
+    env = renderer._envs[locale][part == "html"]
+    _CountingTicket.reads = 0
+    env.get_template(f"{name}.j2").render(context | {"_part": part, "_split": "|"})
+    reads = _CountingTicket.reads
+    assert reads > 0
+    return reads
 
 
 @pytest.mark.parametrize(
