@@ -250,6 +250,11 @@ def announce(work: Work, ctx: Context) -> Work:
                      or notify.engineers_for(ctx.notifier, ticket))
     blocked: set[str] | None = None
     counts: tuple[int, int, int] | None = None
+    if work.event == "new":
+        # The ack states the promised first-response time: stamp it now (the
+        # pipeline's restamp after the chain finds the same due times), before
+        # anything writes the new ticket, so its one INSERT carries them.
+        sla_stamp.restamp(ctx.session, ctx.config, ticket, ctx.now)
     # Nothing this mail changed is a suppression row: no need to flush first.
     if work.event == "new":
         # One query: who is suppressed, and the caps of the acknowledgement.
@@ -262,9 +267,6 @@ def announce(work: Work, ctx: Context) -> Work:
         with ctx.session.no_autoflush:
             blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
     if work.event == "new":
-        # The ack states the promised first-response time: stamp it now (the
-        # pipeline's restamp after the chain finds the same due times).
-        sla_stamp.restamp(ctx.session, ctx.config, ticket, ctx.now)
         notify.acknowledge(
             ctx.session,
             ctx.notifier,

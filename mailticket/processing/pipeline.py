@@ -12,7 +12,8 @@ from mailticket.model import Envelope
 from mailticket.processing import dispatch
 from mailticket.processing.work import Context, Outcome, Work
 from mailticket.reports import incident
-from mailticket.store.schema import SpoolItem, Ticket
+from mailticket.store.schema import SpoolItem
+from mailticket.tickets import service as tickets
 from mailticket.tickets import sla_stamp as sla_service
 
 
@@ -43,7 +44,7 @@ def _after_change(ctx: Context, ticket_id: int | None) -> None:
     status, priority, alert), and it runs after all of the mail's commands, so an
     incident report sees the ``#cause`` written in the same reply as ``#status resolved``.
     """
-    ticket = ctx.session.get(Ticket, ticket_id) if ticket_id is not None else None
+    ticket = tickets.get(ctx.session, ticket_id) if ticket_id is not None else None
     if ticket is not None:
         sla_service.restamp(ctx.session, ctx.config, ticket, ctx.now)
         incident.report_if_due(ctx.session, ctx.notifier, ticket, ctx.now)

@@ -108,6 +108,10 @@ def write_buffered(session: Session, tables: Collection[str] | None = None) -> N
         if not sending:
             return
         uow.buffered = [item for item in uow.buffered if _table_of(item.statement) not in tables]
+    if uow.new:
+        # A ticket opened in this transaction is written when first needed (its
+        # id is reserved): the rows sent now may name it.
+        uow.flush()
     batches: dict[Executable, list[dict[str, Any]]] = {}
     for item in sending:
         batches.setdefault(item.statement, []).append(item.row)

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from mailticket.model import (
     ArticleKind,
@@ -50,6 +51,13 @@ _TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
 _INSERT_ID = insert(_IDS)
 _INSERT_AUDIT = insert(cast(Table, AuditEvent.__table__))
 _INSERT_ARTICLE = insert(cast(Table, Article.__table__))
+# A new ticket is written at the next flush point, not when opened; until then
+# its columns must already read as they will be stored (alert_count 0, not None).
+_TICKET_DEFAULTS: dict[str, Any] = {
+    column.key: column.default.arg
+    for column in cast(Table, Ticket.__table__).columns
+    if isinstance(column.default, ScalarElementColumnDefault)
+}
 
 
 def ref_of(ticket: Ticket, prefix: str) -> TicketRef:
@@ -79,6 +87,16 @@ def known_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str,
     return {mid: ticket_id for mid, ticket_id in rows}
 
 
+def get(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket with ``ticket_id``: one opened in this transaction (written at
+    the next flush point, so ``session.get`` would flush and read it back), or
+    the stored one."""
+    for pending in session.new:
+        if isinstance(pending, Ticket) and pending.id == ticket_id:
+            return pending
+    return session.get(Ticket, ticket_id)
+
+
 def get_for_update(session: Session, ticket_id: int) -> Ticket | None:
     """The ticket a mail changes, its row locked until commit on PostgreSQL.
 
@@ -89,7 +107,7 @@ def get_for_update(session: Session, ticket_id: int) -> Ticket | None:
     """
     uow = after_flush.unit_of_work(session)
     if ticket_id in uow.locked or session.get_bind().dialect.name == "sqlite":
-        return session.get(Ticket, ticket_id)
+        return get(session, ticket_id)
     ticket = session.get(Ticket, ticket_id, with_for_update={"key_share": True},
                          populate_existing=True)
     if ticket is not None:
@@ -158,26 +176,32 @@ def open_ticket(
     ``line`` and ``contract_type`` let the router's decision go into the INSERT
     instead of a second UPDATE (``tickets.apply_route`` still audits it).
     """
-    ticket = Ticket(
-        subject=subject[:2000] or "(no subject)",
-        status=Status.NEW.value,
-        priority=priority.value,
-        line=line,
-        contract_type=contract_type,
-        contract_id=contract.id if contract else None,
-        requester=requester,
-        assignee=assignee,
-        locale=locale,
-        created_at=now,
-        updated_at=now,
-    )
+    ticket = Ticket(**{
+        **_TICKET_DEFAULTS,
+        "id": row_ids.take(session, "tickets"),
+        "subject": subject[:2000] or "(no subject)",
+        "status": Status.NEW.value,
+        "priority": priority.value,
+        "line": line,
+        "contract_type": contract_type,
+        "contract_id": contract.id if contract else None,
+        "requester": requester,
+        "assignee": assignee,
+        "locale": locale,
+        "created_at": now,
+        "updated_at": now,
+    })
     ticket.contacts.append(TicketContact(address=requester, role="requester"))
     sla_facts.start(ticket)
+    # Written at the next flush point, with what the mail adds to it by then
+    # (its SLA due times, its colleagues): one INSERT, no UPDATE.
     session.add(ticket)
-    session.flush()
+    uow = after_flush.unit_of_work(session)
     # Untouched by a status change or an engineer's reply since: its SLA clock
     # is known without reading anything back (see untouched_since_open).
-    after_flush.unit_of_work(session).fresh_ids.add(ticket.id)
+    uow.fresh_ids.add(ticket.id)
+    # Nobody else can see it before commit: no row lock to take (get_for_update).
+    uow.locked.add(ticket.id)
     return ticket
 
 
