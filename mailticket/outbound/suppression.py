@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from mailticket.log import get as get_logger
@@ -77,6 +77,10 @@ ACTIVE: ColumnElement[bool] = and_(
     or_(AddressSuppression.cleared_at.is_(None),
         AddressSuppression.cleared_at < AddressSuppression.suppressed_at),
 )
+
+
+_SUPPRESSED = select(AddressSuppression.address).where(
+    AddressSuppression.address.in_(bindparam("keys", expanding=True)), ACTIVE)
 
 
 def _active(row: AddressSuppression | None) -> bool:
@@ -170,14 +174,20 @@ def is_suppressed(session: Session, address: str) -> bool:
 
 
 def suppressed_among(session: Session, addresses: Iterable[str]) -> set[str]:
-    """The subset of ``addresses`` (as given) that is suppressed, in one query."""
+    """The subset of ``addresses`` (as given) that is suppressed, in one query.
+
+    Core on the session's connection, not an ORM query: an ORM statement would
+    first send every row the mail has buffered (``store.after_flush``), and
+    they would go out in two batches instead of one. Suppression rows are
+    written by the ORM and flushed where they change (:func:`record_failure`).
+    """
     given = {a: key_of(a) for a in addresses}
     if not given:
         return set()
-    active = set(session.scalars(
-        select(AddressSuppression.address)
-        .where(AddressSuppression.address.in_(set(given.values())), ACTIVE)
-    ))
+    if any(isinstance(pending, AddressSuppression) for pending in session.new):
+        session.flush()
+    rows = session.connection().execute(_SUPPRESSED, {"keys": sorted(set(given.values()))})
+    active = set(rows.scalars())
     return {a for a, key in given.items() if key in active}
 
 

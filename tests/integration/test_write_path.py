@@ -182,6 +182,12 @@ def test_a_customer_reply_restamps_the_sla_clock_without_reading_the_history(
     [ticket] = h.tickets()
     assert ticket.sla_facts is not None and ticket.sla_facts != before
     assert ticket.sla_facts["unanswered_since"] == h.clock.now.isoformat()
+    # The suppression lookup of the engineers told is no ORM query, so it does not
+    # send the reply's buffered rows early: its article's Message-ID and the
+    # notices' go out in one INSERT with the notices themselves.
+    assert any("address_suppressions" in s for s in seen)
+    counted = _inserts(seen)
+    assert counted["message_ids"] == 1 and counted["outbox"] == 1, counted
 
 
 def test_a_buffered_row_the_database_refuses_fails_the_transaction_as_a_store_error(
