@@ -8,10 +8,13 @@ its rows (one ``executemany``, one round trip). They are written at the unit
 of work's flush points, before anything could read them: before every ORM
 read or write through the session (``do_orm_execute``, after its autoflush),
 and before commit, after the last flush. They may reference rows the ORM
-wrote (a ticket is flushed when it is opened), never the other way round. A reader that goes around the session (``session.connection()``)
-calls :func:`write_buffered` first. A rolled-back savepoint drops the rows
-buffered inside it, and rows buffered before it but sent inside it are
-buffered again (the database rolled them back).
+writes, never the other way round: objects still pending (a ticket opened in
+this transaction, whose id is reserved) are flushed before any buffered row
+is sent. A reader that goes around the session (``session.connection()``)
+calls :func:`write_buffered` first, naming the tables it reads. A
+rolled-back savepoint drops the rows buffered inside it, and rows buffered
+before it but sent inside it are buffered again (the database rolled them
+back).
 
 The queue is a typed attribute of :class:`UnitOfWork`, the session class the
 factory makes, not an entry in ``session.info``, and no listener is registered
