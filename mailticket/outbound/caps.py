@@ -85,8 +85,7 @@ def _suppressed_and_counts() -> Any:
                    *(col.label(f"n{i}") for i, col in enumerate(row)))
     zero = literal(0, Integer)
     suppressed = select(literal("s", String), AddressSuppression.address, zero, zero, zero).where(
-        AddressSuppression.address.in_(bindparam("keys", expanding=True)), suppression.ACTIVE,
-    )
+        suppression.ACTIVE_AMONG_KEYS)
     return union_all(first, suppressed)
 
 

@@ -282,10 +282,10 @@ class Renderer:
     def compile_all(self) -> list[str]:
         """Compile every template of every locale now; the problems as ``file:line: reason``.
 
-        Templates are otherwise compiled by the first mail that needs them: an
-        admin's syntax error would surface as that mail failing, and the first
-        mails after a start would pay for compiling (about 20 ms a template).
-        ``check-config`` reports these problems and the daemon does this at start.
+        Templates are otherwise compiled by the first mail that needs them, so an
+        admin's syntax error would surface as that mail failing; ``check-config``
+        (which ``scripts/serve.sh`` runs before every start) reports them instead.
+        Not done by the daemon itself: all of them take about a second.
         """
         problems: list[str] = []
         for locale, (text_env, html_env) in self._envs.items():

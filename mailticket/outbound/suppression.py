@@ -72,15 +72,17 @@ def _row(session: Session, address: str) -> AddressSuppression | None:
 
 
 # The SQL form of :func:`_active`: a suppression not cleared since it was set.
-ACTIVE: ColumnElement[bool] = and_(
+_ACTIVE: ColumnElement[bool] = and_(
     AddressSuppression.suppressed_at.is_not(None),
     or_(AddressSuppression.cleared_at.is_(None),
         AddressSuppression.cleared_at < AddressSuppression.suppressed_at),
 )
 
 
-_SUPPRESSED = select(AddressSuppression.address).where(
-    AddressSuppression.address.in_(bindparam("keys", expanding=True)), ACTIVE)
+# The active suppressions among the addresses bound as ``keys`` (list of key_of values).
+ACTIVE_AMONG_KEYS: ColumnElement[bool] = and_(
+    AddressSuppression.address.in_(bindparam("keys", expanding=True)), _ACTIVE)
+_SUPPRESSED = select(AddressSuppression.address).where(ACTIVE_AMONG_KEYS)
 
 
 def _active(row: AddressSuppression | None) -> bool:
@@ -179,13 +181,12 @@ def suppressed_among(session: Session, addresses: Iterable[str]) -> set[str]:
     Core on the session's connection, not an ORM query: an ORM statement would
     first send every row the mail has buffered (``store.after_flush``), and
     they would go out in two batches instead of one. Suppression rows are
-    written by the ORM and flushed where they change (:func:`record_failure`).
+    written by the ORM and flushed where they change (:func:`record_failure`,
+    :func:`clear`), so there is nothing pending to flush first.
     """
     given = {a: key_of(a) for a in addresses}
     if not given:
         return set()
-    if any(isinstance(pending, AddressSuppression) for pending in session.new):
-        session.flush()
     rows = session.connection().execute(_SUPPRESSED, {"keys": sorted(set(given.values()))})
     active = set(rows.scalars())
     return {a for a, key in given.items() if key in active}

@@ -248,25 +248,18 @@ def announce(work: Work, ctx: Context) -> Work:
     if work.event in _NOTICE_EVENTS:
         engineers = (routing.notice_recipients(ctx.config, ticket.contract_id, ticket.assignee)
                      or notify.engineers_for(ctx.notifier, ticket))
+    # Both lookups are Core queries: nothing this mail buffered is flushed early.
     blocked: set[str] | None = None
-    counts: tuple[int, int, int] | None = None
     if work.event == "new":
         # The ack states the promised first-response time: stamp it now (the
         # pipeline's restamp after the chain finds the same due times), before
         # anything writes the new ticket, so its one INSERT carries them.
         sla_stamp.restamp(ctx.session, ctx.config, ticket, ctx.now)
-    # Nothing this mail changed is a suppression row: no need to flush first.
-    if work.event == "new":
         # One query: who is suppressed, and the caps of the acknowledgement.
-        with ctx.session.no_autoflush:
-            found = caps.gate(ctx.session, [ticket.requester, *engineers],
-                              recipient=ticket.requester, kind="ack", ticket_id=ticket.id,
-                              now=ctx.now)
-        blocked, counts = found.suppressed, found.counts
-    elif engineers:
-        with ctx.session.no_autoflush:
-            blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
-    if work.event == "new":
+        found = caps.gate(ctx.session, [ticket.requester, *engineers],
+                          recipient=ticket.requester, kind="ack", ticket_id=ticket.id,
+                          now=ctx.now)
+        blocked = found.suppressed
         notify.acknowledge(
             ctx.session,
             ctx.notifier,
@@ -277,8 +270,10 @@ def announce(work: Work, ctx: Context) -> Work:
             references=mail.references,
             now=ctx.now,
             suppressed=blocked,
-            counts=counts,
+            counts=found.counts,
         )
+    elif engineers:
+        blocked = suppression.suppressed_among(ctx.session, [ticket.requester, *engineers])
     if work.event in _NOTICE_EVENTS:
         notify.notify_engineers(
             ctx.session,

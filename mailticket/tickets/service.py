@@ -41,8 +41,8 @@ from mailticket.tickets import sla_facts
 # Rows nobody reads back as objects (the Message-ID index, the audit log) are
 # written and read with prebuilt Core statements: no RETURNING of an id, no
 # statement built per call. They are buffered on the unit of work and written
-# in one executemany per table at its next flush point (store.after_flush).
-# They reference stored tickets only, so they never wait for a flush.
+# in one executemany per table at its next flush point (store.after_flush),
+# after the ticket they name if it was opened in this transaction.
 _IDS = cast(Table, MessageIdIndex.__table__)
 _KNOWN_ID = select(_IDS.c.message_id).where(_IDS.c.message_id == bindparam("mid"))
 _TICKETS_OF_IDS = select(_IDS.c.message_id, _IDS.c.ticket_id).where(
